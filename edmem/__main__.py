@@ -1,0 +1,3 @@
+from edmem.cli import main
+
+raise SystemExit(main())

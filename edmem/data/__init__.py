@@ -1,0 +1,1 @@
+"""Data layer: original EDMem file formats, validation, tokenisation, markers, items and batches."""

@@ -1,0 +1,1 @@
+"""The embedded geographic knowledge base and the one-command demo."""

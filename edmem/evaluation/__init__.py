@@ -1,0 +1,1 @@
+"""Scoring: the original exact_match / entity_linking_eval outputs plus hits@k and MRR. No torch."""

@@ -1,0 +1,1 @@
+"""Batched entity-linking prediction and predictions.json writing."""

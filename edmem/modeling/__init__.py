@@ -1,0 +1,1 @@
+"""The EDMem model: lower/upper encoder-decoder blocks, entity memory, checkpoints."""

@@ -1,0 +1,1 @@
+"""Pretraining the entity memory: MLM + salient-span masking + entity-linking losses."""

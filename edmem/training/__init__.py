@@ -1,0 +1,1 @@
+"""Fine-tuning loop: optimiser groups, schedule, early stopping, DDP, resume, checkpoint I/O."""
