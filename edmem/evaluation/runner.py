@@ -1,0 +1,160 @@
+"""Shared command-line plumbing for the evaluation entry points: argument parsing in the original
+single-dash style, loading, printing, ``--json`` output and turning bad input into one clear line
+on stderr (exit 1; usage errors exit 2) instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+from edmem.errors import EDMemError
+from edmem.evaluation.metrics import DEFAULT_KS
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (argparse would otherwise exit the interpreter)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _parser(prog: str, description: str, *, ans_link: bool, entity_vocab: str | None,
+            ks: bool) -> argparse.ArgumentParser:
+    """``entity_vocab``: None (no such option), "required" or "optional"."""
+    parser = _Parser(prog=prog, description=description)
+    parser.add_argument("-pred", "--pred", required=True, metavar="P",
+                        help="predictions.json: {id: prediction}")
+    parser.add_argument("-gold", "--gold", required=True, metavar="G",
+                        help="gold questions, .jsonl (one per line) or .json (a list)")
+    if ans_link:
+        parser.add_argument("-ans_link", "--ans_link", default=None, metavar="A",
+                            help="SLING answer links (sling_invocab-<split>.json): adds the "
+                                 "linkable / non-linkable breakdown")
+    if entity_vocab is not None:
+        parser.add_argument("-entity_vocab", "--entity_vocab", metavar="V",
+                            required=entity_vocab == "required", default=None,
+                            help="entity names, a JSON list (entity_1m.json); only the 'valid "
+                                 "entity name' lines depend on it")
+    if ks:
+        parser.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), metavar="K",
+                            help="cut-offs for hits@k (default: %(default)s)")
+    parser.add_argument("--json", dest="json_out", default=None, metavar="OUT",
+                        help="also write every figure to this JSON file")
+    return parser
+
+
+def _run(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+         body: Callable[[argparse.Namespace], dict[str, Any]]) -> int:
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except UsageError as exc:
+        print(f"{prog}: error: {exc} (see --help)", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        document = body(args)
+        if args.json_out:
+            _write_json(args.json_out, document)
+    except EDMemError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as exc:
+        print(f"{prog}: error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{prog}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_json(path: str, document: dict[str, Any]) -> None:
+    target = Path(path)
+    with target.open("w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+
+
+def _load(args: argparse.Namespace, *, need_links: bool, need_vocab: bool):
+    """Load what a command needs, echoing the original's Read/Load lines as it goes."""
+    from edmem.evaluation import loaders
+
+    vocab = loaders.load_entity_vocab(args.entity_vocab) if need_vocab and args.entity_vocab else None
+    gold = loaders.load_gold(args.gold, echo=print)
+    predictions = loaders.load_predictions(args.pred, echo=print)
+    loaders.check_same_ids(predictions, gold, args.pred)
+    links = None
+    if need_links and args.ans_link is not None:
+        links = loaders.load_answer_links(args.ans_link, predictions.keys())
+    return gold, predictions, links, vocab
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
+    return {name: getattr(args, name, None) for name in ("pred", "gold", "ans_link", "entity_vocab")}
+
+
+def run_exact_match_command(argv: Sequence[str] | None, prog: str) -> int:
+    """The original ``exact_match.py``: same options (``-entity_vocab`` required), same lines."""
+    parser = _parser(prog, "String exact match of predictions against gold answers (the original "
+                     "exact_match.py, same printed lines).", ans_link=True,
+                     entity_vocab="required", ks=False)
+
+    def body(args: argparse.Namespace) -> dict[str, Any]:
+        from edmem.evaluation.api import evaluate
+        gold, predictions, links, vocab = _load(args, need_links=True, need_vocab=True)
+        result = evaluate(predictions, gold, answer_links=links, entity_vocab=vocab,
+                          entity_linking="off", pred_path=args.pred)
+        print("\n".join(result.exact_match.lines()))
+        result.inputs = _inputs(args)
+        return {**result.as_dict(), "command": "exact_match"}
+
+    return _run(prog, parser, argv, body)
+
+
+def run_entity_linking_command(argv: Sequence[str] | None, prog: str) -> int:
+    """The original ``entity_linking_eval.py``: same lines; hits@k / MRR go to ``--json``."""
+    parser = _parser(prog, "Top-1 entity-id accuracy against the gold answer entities (the "
+                     "original entity_linking_eval.py, same printed lines); hits@k and MRR in "
+                     "--json.", ans_link=False, entity_vocab=None, ks=True)
+
+    def body(args: argparse.Namespace) -> dict[str, Any]:
+        from edmem.evaluation.api import evaluate
+        gold, predictions, _, _ = _load(args, need_links=False, need_vocab=False)
+        result = evaluate(predictions, gold, exact_match=False, entity_linking="required",
+                          ks=args.ks, pred_path=args.pred)
+        print("\n".join(result.entity_linking.lines()))
+        result.inputs = _inputs(args)
+        return {**result.as_dict(), "command": "entity_linking"}
+
+    return _run(prog, parser, argv, body)
+
+
+def run_all_command(argv: Sequence[str] | None, prog: str) -> int:
+    """Both original reports plus the extras (counts, hits@k, MRR), one load of each file."""
+    parser = _parser(prog, "Exact match, entity-id accuracy, hits@k and MRR in one run.",
+                     ans_link=True, entity_vocab="optional", ks=True)
+
+    def body(args: argparse.Namespace) -> dict[str, Any]:
+        from edmem.evaluation.api import evaluate
+        gold, predictions, links, vocab = _load(args, need_links=True, need_vocab=True)
+        result = evaluate(predictions, gold, answer_links=links, entity_vocab=vocab,
+                          entity_linking="auto", ks=args.ks, pred_path=args.pred)
+        print("==== exact_match")
+        print("\n".join(result.exact_match.lines()))
+        if result.entity_linking is not None:
+            print("==== entity_linking_eval")
+            print("\n".join(result.entity_linking.lines()))
+            print("==== entity ids: counts, hits@k, MRR (linkable questions)")
+            print("\n".join(result.entity_linking.extra_lines()))
+        for note in result.notes:
+            print(f"Note: {note}")
+        result.inputs = _inputs(args)
+        return {**result.as_dict(), "command": "all"}
+
+    return _run(prog, parser, argv, body)
