@@ -1,0 +1,75 @@
+"""Pretraining items: a cached passage, masked on the fly (spec §11).
+
+An item holds the original's pretraining fields as int64 numpy arrays of one length:
+``input_ids`` (masked), ``labels`` (the unmasked input), ``input_entity_link`` and
+``output_entity_link`` (memory rows, NIL = 0), plus ``salient`` (1 at the ``<E_s>`` of every
+SSM-masked mention, for recall@k) and ``index``. ``labels``/``output_entity_link`` are *not*
+shifted: the model shifts them right to form the decoder input (spec §5.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from edmem.data.formats import NIL_ENTITY
+from edmem.pretraining.corpus import TokenCache
+from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds, example_rng, mask_example
+
+# Vectorised original-id -> memory-row map (ids outside the memory must come back as NIL).
+RowMap = Callable[[np.ndarray], np.ndarray]
+
+
+def range_row_map(entity_vocab_size: int) -> RowMap:
+    """Full memory: row = id; ids beyond the memory become NIL (ignored by losses and recall)."""
+
+    def to_rows(ids: np.ndarray) -> np.ndarray:
+        return np.where((ids >= 0) & (ids < entity_vocab_size), ids, NIL_ENTITY)
+
+    return to_rows
+
+
+def lookup_row_map(id_to_row: dict[int, int]) -> RowMap:
+    """Compact memory: a sorted-array lookup of the id -> row table; unknown ids become NIL."""
+    keys = np.asarray(sorted(id_to_row), dtype=np.int64)
+    rows = np.asarray([id_to_row[k] for k in keys.tolist()], dtype=np.int64)
+
+    def to_rows(ids: np.ndarray) -> np.ndarray:
+        if keys.size == 0:
+            return np.zeros_like(ids)
+        pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
+        return np.where(keys[pos] == ids, rows[pos], NIL_ENTITY)
+
+    return to_rows
+
+
+class PretrainDataset(Dataset):
+    """Map-style view of a :class:`TokenCache` that masks each passage when it is fetched.
+
+    Masks depend on ``(seed, epoch, index)`` only; call :meth:`set_epoch` at each epoch start for
+    fresh masks. For evaluation keep one epoch so every evaluation sees the same masks.
+    """
+
+    def __init__(self, cache: TokenCache, special: SpecialTokenIds, masking: MaskingConfig,
+                 to_rows: RowMap, seed: int = 42):
+        self.cache = cache
+        self.special = special
+        self.masking = masking
+        self.to_rows = to_rows
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        input_ids, entity_ids = self.cache[index]
+        links = self.to_rows(entity_ids)
+        masked = mask_example(input_ids, self.special, self.masking, example_rng(self.seed, self.epoch, index))
+        return {"index": int(index), "input_ids": masked.input_ids, "labels": masked.labels,
+                "input_entity_link": links, "output_entity_link": links.copy(), "salient": masked.salient}

@@ -1,0 +1,136 @@
+"""Masked language modelling + salient-span masking of one encoded passage (spec §11).
+
+Masking is done per example with a numpy generator derived from ``(seed, epoch, example index)``
+(see :func:`example_rng`). That makes the masks a pure function of the data position: identical
+under any batch size, number of DDP ranks or data-loader workers, reproduced exactly after a
+resume, and fixed across evaluations of the dev set (so recall@k numbers are comparable).
+
+Order as in the original collator: MLM first, then SSM on top of it.
+
+* **MLM**: each token that is not special (BOS/EOS/PAD/UNK/MASK/``<E_s>``/``<E_e>``) is selected
+  with ``mlm_probability``. A selected token becomes ``<mask>``, or with ``mlm_random_replace`` a
+  random ordinary text id (below the marker ids, like the original's ``vocab - NUM_ADDED_VOCAB``).
+* **SSM**: each mention (an ``<E_s>``) is chosen with ``ssm_probability``; every token after its
+  ``<E_s>`` up to the next ``<E_e>`` / ``</s>`` becomes ``<mask>``. Markers are kept, so the model
+  still knows where to read the memory, but must recall the entity from context alone.
+* **labels** = the *unmasked* input (the model shifts them right to form the decoder input); the
+  collator turns padding into -100. With ``loss_on_mask_tokens`` only masked positions are scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class SpecialTokenIds:
+    """Token ids the masking rules need. ``text_vocab_size`` bounds random replacement ids."""
+
+    bos: int
+    eos: int
+    pad: int
+    unk: int
+    mask: int
+    entity_start: int
+    entity_end: int
+    text_vocab_size: int
+
+    @property
+    def never_masked(self) -> tuple[int, ...]:
+        return (self.bos, self.eos, self.pad, self.unk, self.mask, self.entity_start, self.entity_end)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, entity_start: str = "<E_s>", entity_end: str = "<E_e>") -> "SpecialTokenIds":
+        """Read the ids from a BART-style tokenizer that already holds the two entity markers."""
+        start = tokenizer.convert_tokens_to_ids(entity_start)
+        end = tokenizer.convert_tokens_to_ids(entity_end)
+        if start == tokenizer.unk_token_id or end == tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer lacks the entity markers {entity_start!r}/{entity_end!r}")
+        return cls(bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,
+                   unk=tokenizer.unk_token_id, mask=tokenizer.mask_token_id, entity_start=start,
+                   entity_end=end, text_vocab_size=min(start, end))
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """The original's pretraining defaults (spec §11)."""
+
+    mlm_probability: float = 0.3
+    ssm_probability: float = 0.5
+    mlm_random_replace: float = 0.0
+    loss_on_mask_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("mlm_probability", "ssm_probability", "mlm_random_replace"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+@dataclass
+class MaskedExample:
+    """One masked passage. All arrays have the length of the encoded passage.
+
+    ``salient`` is 1 at the ``<E_s>`` of every SSM-masked mention: evaluation scores recall@k of
+    the memory on exactly those mentions.
+    """
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    salient: np.ndarray
+
+
+def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """Independent stream per (seed, epoch, example): masks do not depend on batching or ranks."""
+    return np.random.default_rng([seed & 0xFFFFFFFF, epoch, index])
+
+
+def salient_spans(input_ids: np.ndarray, special: SpecialTokenIds, chosen_starts: np.ndarray) -> np.ndarray:
+    """Boolean mask of the tokens inside the mentions whose ``<E_s>`` is flagged in ``chosen_starts``.
+
+    A span runs from just after ``<E_s>`` to just before the next ``<E_e>``, ``</s>`` or pad (or the
+    next ``<E_s>``, which only a malformed sequence could have). Vectorised: for every position find
+    the last "event" (a start or a stop token) at or before it; the position is inside a span iff
+    it is not an event itself and that last event is a chosen start.
+    """
+    ids = np.asarray(input_ids)
+    starts = ids == special.entity_start
+    events = starts | (ids == special.entity_end) | (ids == special.eos) | (ids == special.pad)
+    positions = np.arange(ids.shape[-1])
+    last_event = np.maximum.accumulate(np.where(events, positions, -1), axis=-1)
+    has_event = last_event >= 0
+    opened_by_chosen = np.where(has_event, np.asarray(chosen_starts, dtype=bool)[np.maximum(last_event, 0)], False)
+    return opened_by_chosen & ~events
+
+
+def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, config: MaskingConfig,
+                 rng: np.random.Generator) -> MaskedExample:
+    """Apply MLM then SSM to one encoded passage (no padding inside)."""
+    clean = np.asarray(input_ids, dtype=np.int64)
+    maskable = ~np.isin(clean, special.never_masked)
+    selected = maskable & (rng.random(clean.shape) < config.mlm_probability)
+
+    masked = clean.copy()
+    if config.mlm_random_replace > 0.0:
+        randomise = selected & (rng.random(clean.shape) < config.mlm_random_replace)
+        # BART's specials are ids 0..3 and <mask> is just below the markers; draw plain text ids.
+        randoms = rng.integers(0, special.text_vocab_size, size=clean.shape)
+        masked[randomise] = randoms[randomise]
+        masked[selected & ~randomise] = special.mask
+    else:
+        masked[selected] = special.mask
+
+    starts = clean == special.entity_start
+    chosen = starts & (rng.random(clean.shape) < config.ssm_probability)
+    in_span = salient_spans(clean, special, chosen)
+    masked[in_span] = special.mask
+
+    labels = clean.copy()
+    if config.loss_on_mask_tokens:
+        labels[~(selected | in_span)] = IGNORE_INDEX
+    return MaskedExample(input_ids=masked, labels=labels, salient=chosen.astype(np.int64))
