@@ -9,25 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
-import torch
-
+from edmem.data.collate import LABEL_IGNORE, pad
 from edmem.data.formats import NIL_ENTITY
-from edmem.pretraining.masking import IGNORE_INDEX
 
-PAD_VALUES = {"labels": IGNORE_INDEX, "input_entity_link": NIL_ENTITY, "output_entity_link": NIL_ENTITY,
+PAD_VALUES = {"labels": LABEL_IGNORE, "input_entity_link": NIL_ENTITY, "output_entity_link": NIL_ENTITY,
               "salient": 0}
 # Fields the model's forward takes; the rest (salient, index) is bookkeeping for evaluation.
 MODEL_FIELDS = ("input_ids", "attention_mask", "labels", "input_entity_link", "output_entity_link")
-
-
-def pad_right(rows: Sequence[np.ndarray], value: int) -> torch.Tensor:
-    """Stack 1-D int arrays into a (B, T_max) int64 tensor, right-padded with ``value``."""
-    width = max(len(r) for r in rows)
-    out = np.full((len(rows), width), value, dtype=np.int64)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return torch.from_numpy(out)
 
 
 class PretrainCollator:
@@ -37,9 +25,11 @@ class PretrainCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        batch: dict[str, Any] = {"input_ids": pad_right([it["input_ids"] for it in items], self.pad_token_id)}
+        if not items:
+            raise ValueError("cannot collate an empty batch")
+        batch: dict[str, Any] = {"input_ids": pad([it["input_ids"] for it in items], self.pad_token_id)}
         batch["attention_mask"] = (batch["input_ids"] != self.pad_token_id).long()
         for name, value in PAD_VALUES.items():
-            batch[name] = pad_right([it[name] for it in items], value)
+            batch[name] = pad([it[name] for it in items], value)
         batch["index"] = [it["index"] for it in items]
         return batch

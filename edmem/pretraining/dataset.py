@@ -1,6 +1,6 @@
 """Pretraining items: a cached passage, masked on the fly (spec §11).
 
-An item holds the original's pretraining fields as int64 numpy arrays of one length:
+An item holds the original's pretraining fields as Python int lists of one length:
 ``input_ids`` (masked), ``labels`` (the unmasked input), ``input_entity_link`` and
 ``output_entity_link`` (memory rows, NIL = 0), plus ``salient`` (1 at the ``<E_s>`` of every
 SSM-masked mention, for recall@k) and ``index``. ``labels``/``output_entity_link`` are *not*
@@ -71,5 +71,7 @@ class PretrainDataset(Dataset):
         input_ids, entity_ids = self.cache[index]
         links = self.to_rows(entity_ids)
         masked = mask_example(input_ids, self.special, self.masking, example_rng(self.seed, self.epoch, index))
-        return {"index": int(index), "input_ids": masked.input_ids, "labels": masked.labels,
-                "input_entity_link": links, "output_entity_link": links.copy(), "salient": masked.salient}
+        links_list = links.tolist()
+        return {"index": int(index), "input_ids": masked.input_ids.tolist(), "labels": masked.labels.tolist(),
+                "input_entity_link": links_list, "output_entity_link": list(links_list),
+                "salient": masked.salient.tolist()}

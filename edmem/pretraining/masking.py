@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from edmem.data.collate import LABEL_IGNORE as IGNORE_INDEX
 
 
 @dataclass(frozen=True)
