@@ -192,7 +192,7 @@ def load_answer_links(path: str | Path, question_ids: Iterable[str]) -> dict[str
         value = data[qid]
         if value is not None and not isinstance(value, dict):
             raise DataError(f"question '{qid}': expected null or an object, got "
-                            f"{type(value).__name__}", path, field=qid)
+                            f"{type(value).__name__}", path)
         linkable[qid] = value is not None
     if missing:
         raise DataError(f"{len(missing)} question(s) have no entry ({_some(missing)})", path)

@@ -29,17 +29,16 @@ def prediction_text(qid: str, value: Any, path: str | None = None) -> str:
     """
     if isinstance(value, dict):
         if "output" not in value:
-            raise DataError(f"question '{qid}': a dict prediction needs an 'output' field", path,
-                            field=qid)
+            raise DataError(f"question '{qid}': a dict prediction needs an 'output' field", path)
         value = value["output"]
     if isinstance(value, list):
         if not value or not isinstance(value[0], str):
             raise DataError(f"question '{qid}': a list prediction must start with the entity name "
-                            f"({EL_SHAPE}), got {_short(value)}", path, field=qid)
+                            f"({EL_SHAPE}), got {_short(value)}", path)
         return strip_parenthetical(value[0])
     if not isinstance(value, str):
         raise DataError(f"question '{qid}': expected a string, {{'output': ...}} or {EL_SHAPE}, "
-                        f"got {type(value).__name__}", path, field=qid)
+                        f"got {type(value).__name__}", path)
     return value
 
 
@@ -48,18 +47,16 @@ def topk_ids(qid: str, value: Any, path: str | None = None) -> list[int]:
     if isinstance(value, str):
         raise DataError(f"question '{qid}': got a string prediction ({_short(value)}); the "
                         f"entity-linking metrics need {EL_SHAPE} (score answer-generation outputs "
-                        f"with exact_match)", path, field=qid)
+                        f"with exact_match)", path)
     if not (isinstance(value, list) and len(value) in (2, 3) and isinstance(value[0], str)
             and isinstance(value[1], list)):
-        raise DataError(f"question '{qid}': expected {EL_SHAPE}, got {_short(value)}", path,
-                        field=qid)
+        raise DataError(f"question '{qid}': expected {EL_SHAPE}, got {_short(value)}", path)
     ids = value[1]
     if not ids:
-        raise DataError(f"question '{qid}': the list of entity ids is empty", path, field=qid)
+        raise DataError(f"question '{qid}': the list of entity ids is empty", path)
     for entity_id in ids:
         if not isinstance(entity_id, int) or isinstance(entity_id, bool):
-            raise DataError(f"question '{qid}': entity ids must be integers, got {entity_id!r}",
-                            path, field=qid)
+            raise DataError(f"question '{qid}': entity ids must be integers, got {entity_id!r}", path)
     return ids
 
 
