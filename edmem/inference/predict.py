@@ -1,0 +1,110 @@
+"""Batched entity-linking prediction (spec §9) and the dev metric of model selection (§7.4).
+
+One forward pass per batch in eval mode; the EL head's top-k rows (``topk_entity[2]``) are mapped
+back to original entity ids. Under DDP every rank predicts the examples ``rank, rank+W, …``
+(no padding, so no duplicated example is ever predicted — fix of Q5) and the per-example results,
+keyed by id, are gathered on every rank; the merged result is in dataset order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from edmem.data.entity_rows import EntityRows
+from edmem.evaluation.normalize import exact_match
+from edmem.inference.writer import NameTable, entity_name
+from edmem.training.distributed import DistInfo, gather_objects
+
+logger = logging.getLogger("__main__")
+
+INFERENCE_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
+
+
+@dataclass
+class Predictions:
+    """Top-k original entity ids (best first) and their scores, per example id, dataset order."""
+
+    topk: dict[str, list[int]]
+    scores: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class DevScores:
+    """``em``: the original's selection metric — string EM of the raw top-1 entity name against
+    the answers, over all examples (Q2: no parenthetical stripping, as the original).
+    ``id_accuracy``: top-1 id among the gold answer entities, over all examples (non-linkable
+    questions count as wrong, like ``entity_linking_eval.py``'s first line). Fractions in [0, 1]."""
+
+    em: float
+    id_accuracy: float
+    count: int
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The bare model: eval never goes through DDP (its forward would sync buffers across ranks
+    that may run different numbers of batches)."""
+    return model.module if hasattr(model, "module") else model
+
+
+@torch.no_grad()
+def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], dict],
+                     batch_size: int, dist: DistInfo, rows: EntityRows,
+                     progress: bool = False) -> Predictions:
+    """Predict every example of ``dataset`` (an eval-mode ``ELDataset``) across all ranks."""
+    net = _unwrap(model)
+    was_training = net.training
+    net.eval()
+    start = time.time()
+    indices = list(range(dist.rank, len(dataset), dist.world_size))
+    local: dict[str, tuple[list[int], list[float]]] = {}
+    starts = range(0, len(indices), batch_size)
+    if progress and dist.is_main:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+    for first in starts:
+        batch = collate([dataset[i] for i in indices[first:first + batch_size]])
+        inputs = {k: batch[k].to(dist.device) for k in INFERENCE_INPUTS}
+        out = net(**inputs, return_dict=True)
+        top_rows = out.topk_entity[2].cpu()
+        top_scores = _final_scores(out, top_rows)
+        top_ids = rows.rows_to_ids(top_rows.numpy())
+        for qid, ids, scores in zip(batch["id"], top_ids, top_scores):
+            local[qid] = (ids.tolist(), scores)
+    merged: dict[str, tuple[list[int], list[float]]] = {}
+    for part in gather_objects(local):
+        merged.update(part)
+    order = [example.id for example in dataset.examples]
+    missing = [qid for qid in order if qid not in merged]
+    if missing:
+        raise RuntimeError(f"{len(missing)} examples were not predicted (first: {missing[0]})")
+    logger.info("Eval duration: %.3fs", time.time() - start)
+    if was_training:
+        net.train()
+    return Predictions({qid: merged[qid][0] for qid in order},
+                       {qid: merged[qid][1] for qid in order})
+
+
+def _final_scores(out: Any, top_rows: torch.Tensor) -> list[list[float]]:
+    scores = getattr(out, "topk_scores", None)
+    if scores is None:
+        return [[] for _ in range(top_rows.shape[0])]
+    return scores[2].float().cpu().tolist()
+
+
+def dev_scores(examples: Sequence[Any], topk: dict[str, list[int]], names: NameTable) -> DevScores:
+    """The selection metric and the id accuracy over ``examples`` (see :class:`DevScores`)."""
+    em = acc = 0
+    for example in examples:
+        ids = topk[example.id]
+        top1 = ids[0]
+        em += exact_match(entity_name(names, top1), example.answers)
+        gold = example.answer_entities or []
+        acc += any(top1 == entity_id for entity_id, _ in gold)
+    n = max(1, len(examples))
+    return DevScores(em / n, acc / n, len(examples))

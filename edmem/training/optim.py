@@ -1,0 +1,112 @@
+"""Optimiser: the original's AdamW update with corrected weight-decay groups (spec §7.1, Q7).
+
+Decay groups. The original excluded parameters whose *name* contains ``bias`` or
+``layer_norm.weight``, which misses ``layernorm_embedding.weight`` and the two memory LayerNorm
+weights, and decays the token embedding and the 256M-parameter entity table every step. Here the
+rule is by *module type*, so it cannot be fooled by names:
+
+* no decay: every bias; every LayerNorm parameter; every embedding table — ``nn.Embedding``
+  (token embedding, both position tables) and the entity table (``EntityEmbedding``).
+* decay: every other weight (attention / FFN / memory projections).
+
+Why the embedding tables: weight decay on a lookup table is an L2 prior that pulls rows towards 0
+regardless of how often they are used; with the entity memory every row receives a dense softmax
+gradient, so rarely-linked entities shrink the most relative to their updates, biasing linking
+against the long tail. Projections are kept decayed as in the original.
+
+Update rule. ``transformers.AdamW`` (which the original used) no longer exists in transformers
+4.57, and ``torch.optim.AdamW`` differs in where epsilon is added and when decay is applied, so
+:class:`AdamW` reproduces the original's step exactly (see ``tests/test_training_optim.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def _is_entity_table(name: str) -> bool:
+    return name.endswith("EntityEmbedding.weight") or name.endswith("entity_embedding.weight")
+
+
+def no_decay_parameter_ids(model: nn.Module) -> set[int]:
+    """ids of parameters that must not be decayed (biases, LayerNorms, embedding tables)."""
+    skip: set[int] = set()
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for pname, param in module.named_parameters(recurse=False, remove_duplicate=False):
+            full = f"{module_name}.{pname}" if module_name else pname
+            if (pname == "bias" or pname.endswith("_bias")
+                    or isinstance(module, (nn.LayerNorm, nn.Embedding))
+                    or _is_entity_table(full)):
+                skip.add(id(param))
+    return skip
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups over the model's unique trainable parameters (tied ones appear once),
+    each with a ``names`` list for logging and tests."""
+    skip = no_decay_parameter_ids(model)
+    decay: list[tuple[str, nn.Parameter]] = []
+    no_decay: list[tuple[str, nn.Parameter]] = []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if id(param) in skip else decay).append((name, param))
+    return [
+        {"params": [p for _, p in decay], "weight_decay": weight_decay,
+         "names": [n for n, _ in decay]},
+        {"params": [p for _, p in no_decay], "weight_decay": 0.0,
+         "names": [n for n, _ in no_decay]},
+    ]
+
+
+class AdamW(torch.optim.Optimizer):
+    """Adam with decoupled weight decay, exactly the update of the original's
+    ``transformers.AdamW(correct_bias=True)``:
+
+    ``m ← β1·m + (1−β1)·g``; ``v ← β2·v + (1−β2)·g²``;
+    ``p ← p − lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``; then ``p ← p − lr·wd·p``.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError("invalid AdamW hyper-parameters")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError("AdamW does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                denom = exp_avg_sq.sqrt().add_(eps)
+                step_size = lr * math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
+                p.addcdiv_(exp_avg, denom, value=-step_size)
+                if wd > 0.0:
+                    p.add_(p, alpha=-lr * wd)
+        return loss
+
+
+def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float,
+                    adam_epsilon: float) -> AdamW:
+    groups = parameter_groups(model, weight_decay)
+    return AdamW(groups, lr=learning_rate, eps=adam_epsilon)
