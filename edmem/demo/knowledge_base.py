@@ -52,7 +52,7 @@ DEFAULT_AMBIGUOUS_NAMES = ("Springfield", "Paris", "Portland", "Córdoba", "Vict
 _ALIAS_RE = re.compile(r"[A-Z][A-Za-z .'\-]{1,39}")
 _CONNECTIVES = frozenset({"de", "del", "da", "do", "la", "el", "of", "the", "on", "upon"})
 _ARTICLE_WORDS = ("United", "Republic", "Islands", "Kingdom", "States", "Emirates", "Territory",
-                  "Territories")
+                  "Territories", "Confederation", "Federation", "Commonwealth", "Union")
 _ARTICLE_NAMES = frozenset({"Netherlands", "Philippines", "Bahamas", "Gambia", "Maldives", "Comoros",
                             "Seychelles", "Vatican", "Falkland Islands", "Czech Republic"})
 
@@ -117,6 +117,11 @@ class KnowledgeBase:
         out.update({f"facts_{r}": by_rel.get(r, 0) for r in RELATIONS})
         out["facts"] = len(self.facts)
         return out
+
+
+def article_for(entity: "Entity", surface: str) -> str:
+    """The article running text needs before ``surface`` (a name or alias of ``entity``)."""
+    return _country_article(surface) if entity.type == "country" else entity.article
 
 
 def _country_article(name: str) -> str:
