@@ -104,7 +104,13 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> Any:
     for key, value in pairs:
         if key == "entity" and isinstance(value, str):
             return _Name(value)
-    return pairs  # the outer object (or an inner one without a name; reported below)
+    return _Pairs(pairs)  # the outer object (or an inner one without a name; reported below)
+
+
+class _Pairs(list):
+    """The (key, value) pairs of a parsed object that is not an ``{"entity": ...}`` entry."""
+
+    __slots__ = ()
 
 
 def load_id2entity(path: str | Path) -> EntityNames:
@@ -117,7 +123,7 @@ def load_id2entity(path: str | Path) -> EntityNames:
             pairs = json.load(handle, object_pairs_hook=_pairs_hook)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, exc.lineno) from None
-    if not isinstance(pairs, list):
+    if type(pairs) is not _Pairs:
         raise DataError('expected an object {"<id>": {"entity": name, ...}}', path)
     keys = [key for key, _ in pairs]
     names = [value for _, value in pairs]
