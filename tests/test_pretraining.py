@@ -15,7 +15,8 @@ from edmem.data.tokenization import load_tokenizer, train_bpe_tokenizer
 from edmem.errors import DataError
 from edmem.pretraining.collate import PretrainCollator
 from edmem.pretraining.corpus import TokenCache, iter_passages, open_or_build_cache
-from edmem.pretraining.dataset import PretrainDataset, lookup_row_map, range_row_map
+from edmem.data.entity_rows import EntityRows
+from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.masking import (IGNORE_INDEX, MaskingConfig, SpecialTokenIds, example_rng,
                                        mask_example, salient_spans)
 from edmem.pretraining.metrics import PretrainMetrics, recall_hits
@@ -174,7 +175,7 @@ def test_unalignable_passages_are_skipped_and_counted(tokenizer, tmp_path: Path)
 def test_items_and_batches(tokenizer, tmp_path: Path) -> None:
     cache = open_or_build_cache(CORPUS / "train.jsonl", _encoder(tokenizer), tokenizer, {}, tmp_path)
     special = SpecialTokenIds.from_tokenizer(tokenizer)
-    dataset = PretrainDataset(cache, special, MaskingConfig(), range_row_map(20), seed=3)
+    dataset = PretrainDataset(cache, special, MaskingConfig(), row_map(EntityRows.identity(20)), seed=3)
     item = dataset[0]
     clean, entity_ids = cache[0]
     assert item["labels"] == clean.tolist()
@@ -196,9 +197,9 @@ def test_items_and_batches(tokenizer, tmp_path: Path) -> None:
 
 
 def test_row_maps_send_unknown_ids_to_nil() -> None:
-    ids = np.array([0, 12, 15, 999])
-    assert range_row_map(16)(ids).tolist() == [0, 12, 15, 0]
-    assert lookup_row_map({12: 1, 999: 2})(ids).tolist() == [0, 1, 0, 2]
+    ids = np.array([0, 3, 12, 15, 999, -1])
+    assert row_map(EntityRows.identity(16))(ids).tolist() == [0, 3, 12, 15, 0, 0]
+    assert row_map(EntityRows.compact_from_ids([999, 12]))(ids).tolist() == [0, 3, 10, 0, 11, 0]
 
 
 # ---------------------------------------------------------------------------------------------

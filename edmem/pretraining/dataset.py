@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from torch.utils.data import Dataset
 
+from edmem.data.entity_rows import EntityRows
 from edmem.data.formats import NIL_ENTITY
 from edmem.pretraining.corpus import TokenCache
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds, example_rng, mask_example
@@ -22,25 +23,19 @@ from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds, example_rn
 RowMap = Callable[[np.ndarray], np.ndarray]
 
 
-def range_row_map(entity_vocab_size: int) -> RowMap:
-    """Full memory: row = id; ids beyond the memory become NIL (ignored by losses and recall)."""
+def row_map(entity_rows: EntityRows) -> RowMap:
+    """Vectorised id -> row through an :class:`EntityRows` (full or compact memory).
+
+    Ids without a row (outside a compact vocabulary, or beyond the memory) become NIL instead of
+    raising: a pretraining corpus links far more entities than a small memory holds, and NIL
+    positions are ignored by the EL losses and by recall@k. The markers stay, so the text is the
+    same whatever the memory.
+    """
+    row_to_id = entity_rows.rows_to_ids(np.arange(entity_rows.num_rows))  # ascending by construction
 
     def to_rows(ids: np.ndarray) -> np.ndarray:
-        return np.where((ids >= 0) & (ids < entity_vocab_size), ids, NIL_ENTITY)
-
-    return to_rows
-
-
-def lookup_row_map(id_to_row: dict[int, int]) -> RowMap:
-    """Compact memory: a sorted-array lookup of the id -> row table; unknown ids become NIL."""
-    keys = np.asarray(sorted(id_to_row), dtype=np.int64)
-    rows = np.asarray([id_to_row[k] for k in keys.tolist()], dtype=np.int64)
-
-    def to_rows(ids: np.ndarray) -> np.ndarray:
-        if keys.size == 0:
-            return np.zeros_like(ids)
-        pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
-        return np.where(keys[pos] == ids, rows[pos], NIL_ENTITY)
+        pos = np.clip(np.searchsorted(row_to_id, ids), 0, len(row_to_id) - 1)
+        return np.where(row_to_id[pos] == ids, pos, NIL_ENTITY)
 
     return to_rows
 
