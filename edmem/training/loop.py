@@ -1,0 +1,238 @@
+"""The fine-tuning loop (spec §7.3–7.4), readable top to bottom.
+
+    for each epoch, for each micro-batch of this rank:
+        forward; loss /= GA; all-reduce the loss numbers (NaN on any rank stops every rank)
+        backward (DDP gradient sync only on the micro-step that ends an accumulation)
+        every GA micro-steps: clip, AdamW step, schedule step, zero grads, global_step += 1
+            every eval_period optimizer steps (and at the last one):
+                dev EM -> log line -> save the best checkpoint if strictly better
+                -> save the resume state -> stop after wait_step evaluations without improvement
+
+Everything else — building the model, data, optimiser, writing files — lives in
+``edmem.training.runner``; this module only runs steps and decides when to evaluate and stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from edmem.inference.predict import DevScores
+from edmem.training import distributed as dist_utils
+from edmem.training.distributed import DistInfo
+from edmem.training.faults import maybe_inject_fault
+from edmem.training.sampling import epoch_batches
+from edmem.training.schedule import EarlyStopping, StepCounts
+
+logger = logging.getLogger("__main__")
+
+LOSS_NAMES = ("lm_loss", "el_loss", "encoder_elloss", "decoder_elloss", "final_elloss")
+TRAIN_INPUTS = ("input_ids", "attention_mask", "labels", "decoder_input_ids",
+                "decoder_attention_mask", "input_entity_link", "output_entity_link")
+
+
+@dataclass
+class LoopState:
+    """Where training is; saved in the resume state. ``epoch`` is 0-based, ``batch_in_epoch``
+    counts the micro-batches of ``epoch`` already consumed by this rank."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    local_step: int = 0
+    global_step: int = 0
+    best: float = -1.0
+    wait: int = 0
+    finished: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainJob:
+    """What the loop needs; built by ``edmem.training.runner``."""
+
+    model: nn.Module                       # DDP-wrapped when world_size > 1
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_data: Any                        # ELDataset(is_training=True)
+    collate: Callable[[list], dict]
+    evaluate: Callable[[], DevScores]      # dev metric over all ranks
+    save_best: Callable[[int, int], None]  # (epoch, global_step) -> writes the best checkpoint
+    save_state: Callable[[LoopState], None]  # resume state (collective: every rank calls it)
+    counts: StepCounts
+    dist: DistInfo
+    train_batch_size: int
+    gradient_accumulation_steps: int
+    max_grad_norm: float
+    eval_period: int
+    wait_step: int
+    num_train_epochs: int
+    seed: int
+    shuffle: bool = True
+    save_training_state: bool = True
+    tensorboard: Any = None                # SummaryWriter on rank 0, else None
+    state: LoopState = field(default_factory=LoopState)
+
+
+@dataclass
+class TrainResult:
+    best: float
+    global_step: int
+    stopped_by: str                        # "early_stopping" | "epochs" | "nan" | "resumed_finished"
+
+
+def _loss_numbers(out: Any, scale: float) -> torch.Tensor:
+    """``[loss, lm, el, enc, dec, final]`` (detached, divided by GA) for logging."""
+    detail = out.detail_loss
+    parts = [out.loss] + [getattr(detail, name, None) for name in LOSS_NAMES]
+    values = [0.0 if p is None else (p.detach().float() if torch.is_tensor(p) else float(p))
+              for p in parts]
+    return torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values]) / scale
+
+
+def train(job: TrainJob) -> TrainResult:
+    model, optimizer, scheduler, st = job.model, job.optimizer, job.scheduler, job.state
+    ga, world = job.gradient_accumulation_steps, job.dist.world_size
+    stopper = EarlyStopping(job.wait_step, best=st.best, wait=st.wait)
+    if st.finished:
+        logger.info("The saved training state is finished; nothing left to train")
+        return TrainResult(stopper.best, st.global_step, "resumed_finished")
+    is_ddp = hasattr(model, "no_sync")
+    logged = torch.zeros(len(LOSS_NAMES) + 1)   # loss numbers summed since the last evaluation
+    steps_since_log = 0
+    stopped_by = "epochs"
+    model.train()
+    train_start = time.time()
+    logger.info("Starting training!")
+
+    for epoch in range(st.epoch, job.num_train_epochs):
+        st.epoch = epoch
+        logger.info("%sEpoch %d%s", "*" * 20, epoch + 1, "*" * 20)
+        batches = epoch_batches(len(job.train_data), job.train_batch_size, epoch, job.seed,
+                                job.dist.rank, world, job.shuffle)
+        progress = _progress(len(batches), st.batch_in_epoch, epoch, job.dist)
+        for indices in batches[st.batch_in_epoch:]:
+            st.batch_in_epoch += 1
+            st.local_step += 1
+            sync = st.local_step % ga == 0 or st.local_step == job.counts.total_local_steps
+            batch = job.collate([job.train_data[i] for i in indices])
+            inputs = {k: batch[k].to(job.dist.device) for k in TRAIN_INPUTS}
+            # Q31: accumulate locally, all-reduce gradients only on the last micro-step.
+            with model.no_sync() if (is_ddp and not sync) else contextlib.nullcontext():
+                out = model(**inputs, return_dict=True)
+                numbers = _loss_numbers(out, ga)
+                maybe_inject_fault("nan", job.dist.rank, st.global_step + 1, numbers)
+                numbers = dist_utils.all_reduce_sum(numbers.to(job.dist.device)).cpu() / world
+                if not torch.isfinite(numbers).all():   # Q20: every rank sees the same sum
+                    logger.error("NaN/inf loss at global step %d (epoch %d); stopping training on "
+                                 "every rank", st.global_step + 1, epoch + 1)
+                    stopped_by = "nan"
+                    break
+                (out.loss / ga).backward()
+            maybe_inject_fault("crash", job.dist.rank, st.global_step + 1)
+            logged += numbers
+            progress.update(1)
+            if not sync:
+                continue
+
+            torch.nn.utils.clip_grad_norm_(model.parameters(), job.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            st.global_step += 1
+            steps_since_log += 1
+            if job.tensorboard is not None:
+                job.tensorboard.add_scalar("train/lr", scheduler.get_last_lr()[0], st.global_step)
+                job.tensorboard.add_scalar("train/loss", float(numbers[0]), st.global_step)
+
+            if st.global_step % job.eval_period == 0 or st.global_step == job.counts.total_global_steps:
+                logger.info("Train duration: %.3fs", time.time() - train_start)
+                scores = job.evaluate()
+                mean = logged / max(1, steps_since_log)
+                logger.info("Step %d, Train loss %.2f, EM %.2f%%, Detail loss: %s, epoch=%d",
+                            st.global_step, float(mean[0]), scores.em * 100, _detail_str(mean),
+                            epoch + 1)
+                logger.info("Step %d, dev entity-id accuracy %.2f%% (%d examples)",
+                            st.global_step, scores.id_accuracy * 100, scores.count)
+                _tensorboard_eval(job.tensorboard, st.global_step, mean, scores)
+                logged.zero_()
+                steps_since_log = 0
+                previous = stopper.best
+                if stopper.update(scores.em):
+                    logger.info("Saving model with best EM: %.2f%% -> %.2f%% on epoch=%d, "
+                                "global_step=%d", previous * 100, scores.em * 100, epoch + 1,
+                                st.global_step)
+                    job.save_best(epoch + 1, st.global_step)
+                st.best, st.wait = stopper.best, stopper.wait
+                st.finished = stopper.should_stop or st.global_step == job.counts.total_global_steps
+                if job.save_training_state:
+                    job.save_state(st)
+                if stopper.should_stop:
+                    stopped_by = "early_stopping"
+                    break
+                model.train()
+                train_start = time.time()
+        progress.close()
+        if stopped_by != "epochs":
+            break
+        st.batch_in_epoch = 0
+    else:
+        st.epoch = job.num_train_epochs
+    st.finished = True
+    logger.info("Best EM on validation data: %.2f", stopper.best * 100)
+    return TrainResult(stopper.best, st.global_step, stopped_by)
+
+
+def _detail_str(mean: torch.Tensor) -> str:
+    """``lm_loss: 0.0, el_loss: 6.91…, …`` — the original's DetailLoss printout."""
+    return ", ".join(f"{name}: {float(value)}" for name, value in zip(LOSS_NAMES, mean[1:].tolist()))
+
+
+def _tensorboard_eval(writer: Any, step: int, mean: torch.Tensor, scores: DevScores) -> None:
+    if writer is None:
+        return
+    writer.add_scalar("dev/em", scores.em * 100, step)
+    writer.add_scalar("dev/entity_id_accuracy", scores.id_accuracy * 100, step)
+    writer.add_scalar("train/loss_since_last_eval", float(mean[0]), step)
+    for name, value in zip(LOSS_NAMES, mean[1:].tolist()):
+        if not math.isnan(value):
+            writer.add_scalar(f"train/{name}", value, step)
+    writer.flush()
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, done: int, epoch: int, dist: DistInfo) -> Any:
+    """A tqdm bar on rank 0 when stderr is a terminal (``disable=None``)."""
+    if not dist.is_main:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}", unit="batch",
+                leave=False, disable=None)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (+CUDA) like the original; cuDNN deterministic."""
+    import random
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
