@@ -1,0 +1,255 @@
+"""`EDMemConfig`: everything needed to rebuild an EDMem model (BART shape + memory + task settings).
+
+The original code built its model from a stock ``BartConfig`` plus the ``run_QA.py`` argparse
+namespace (``model_args``); several of those flags change the forward pass. This config folds
+both into one serialisable object so that a checkpoint directory (``config.json`` + weights)
+is self-describing. Build it from the original ingredients with :meth:`EDMemConfig.from_bart_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+#: Number of tokens the original adds to the BART tokenizer (``<E_s>``, ``<E_e>``).
+NUM_ADDED_TOKENS = 2
+#: Entity id meaning "no entity": padding of link tensors and ``ignore_index`` of every EL loss.
+NIL_ENTITY = 0
+
+GENERATE_TARGETS = ("entity_linking", "answer", "qa_pair", "pretraining")
+FINAL_LAYER_LOSSES = ("answer_only", "all", "all_eval")
+APPLY_EL_LOSSES = ("all", "final")
+LOWER_DECODER_ATTNS = ("lower_encoder", "upper_encoder")
+MEMORY_PROJECTION_INITS = ("normal", "pytorch_default")
+
+# run_QA.py flags that are copied verbatim into the config (name in args == name in config).
+_RUN_QA_FIELDS = (
+    "num_lower_layers", "num_upper_layers", "entity_vocab_size", "entity_embed_size",
+    "lower_decoder_attn", "inference_nearest_k_entity", "entity_token_weight",
+    "generate_target", "final_layer_loss", "apply_el_loss", "elloss_weight",
+    "entity_start_token_id", "entity_end_token_id", "dropout", "no_repeat_ngram_size",
+)
+
+
+class EDMemConfig(PretrainedConfig):
+    """Configuration of :class:`edmem.modeling.model.EDMemModel`.
+
+    BART shape (same names and meaning as ``transformers.BartConfig``): ``vocab_size`` (the text
+    vocabulary INCLUDING the two marker tokens, i.e. ``len(tokenizer)``), ``d_model``,
+    ``encoder_layers``/``decoder_layers`` (depth of the BART stack the lower/upper blocks are cut
+    from; only used to map BART weights), ``encoder_attention_heads``, ``decoder_attention_heads``,
+    ``encoder_ffn_dim``, ``decoder_ffn_dim``, ``max_position_embeddings``, ``dropout``,
+    ``attention_dropout``, ``activation_dropout``, ``activation_function``, ``init_std``,
+    ``scale_embedding`` and the special ids.
+
+    EDMem: ``num_lower_layers``/``num_upper_layers`` (lower block = BART layers ``[:n_lower]``,
+    upper block = ``[-n_upper:]``, for encoder and decoder alike), ``entity_vocab_size`` (memory
+    rows N), ``entity_embed_size`` (d_e), ``lower_decoder_attn`` (which encoder output the lower
+    decoder cross-attends to), ``inference_nearest_k_entity`` (K of eval-mode top-k),
+    ``entity_start_token_id``/``entity_end_token_id`` (``<E_s>``/``<E_e>``),
+    ``entity_token_weight`` (None → unweighted LM loss; else class weights with this value at the
+    two marker ids, stored as the ``LMLoss.weight`` buffer).
+
+    Task settings that change the forward pass: ``generate_target`` (``entity_linking`` → EL-only
+    loss and no LM logits; anything else → LM + EL), ``final_layer_loss``, ``apply_el_loss``,
+    ``elloss_weight``.
+
+    Implementation knobs (not in the original): ``memory_projection_init`` (``normal`` = N(0,
+    init_std) as the original code asks; ``pytorch_default`` = what the original actually ran, see
+    docs/model.md), ``memory_chunk_size`` (entities scored per chunk in eval-mode top-k).
+    """
+
+    model_type = "edmem"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model",
+                     "num_hidden_layers": "encoder_layers"}
+
+    def __init__(
+        self,
+        vocab_size: int = 50267,
+        d_model: int = 1024,
+        encoder_layers: int = 12,
+        decoder_layers: int = 12,
+        encoder_attention_heads: int = 16,
+        decoder_attention_heads: int = 16,
+        encoder_ffn_dim: int = 4096,
+        decoder_ffn_dim: int = 4096,
+        max_position_embeddings: int = 1024,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        activation_dropout: float = 0.1,
+        activation_function: str = "gelu",
+        init_std: float = 0.02,
+        scale_embedding: bool = False,
+        pad_token_id: int = 1,
+        bos_token_id: int = 0,
+        eos_token_id: int = 2,
+        decoder_start_token_id: int = 2,
+        num_lower_layers: int = 4,
+        num_upper_layers: int = 8,
+        entity_vocab_size: int = 1000010,
+        entity_embed_size: int = 256,
+        lower_decoder_attn: str = "lower_encoder",
+        inference_nearest_k_entity: int = 100,
+        entity_start_token_id: int | None = None,
+        entity_end_token_id: int | None = None,
+        entity_token_weight: float | None = None,
+        generate_target: str = "entity_linking",
+        final_layer_loss: str = "answer_only",
+        apply_el_loss: str = "all",
+        elloss_weight: float = 1.0,
+        memory_projection_init: str = "normal",
+        memory_chunk_size: int = 65536,
+        is_encoder_decoder: bool = True,
+        tie_word_embeddings: bool = True,
+        **kwargs: Any,
+    ):
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.encoder_attention_heads = encoder_attention_heads
+        self.decoder_attention_heads = decoder_attention_heads
+        self.encoder_ffn_dim = encoder_ffn_dim
+        self.decoder_ffn_dim = decoder_ffn_dim
+        self.max_position_embeddings = max_position_embeddings
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
+        self.activation_function = activation_function
+        self.init_std = init_std
+        self.scale_embedding = scale_embedding
+        self.num_lower_layers = num_lower_layers
+        self.num_upper_layers = num_upper_layers
+        self.entity_vocab_size = entity_vocab_size
+        self.entity_embed_size = entity_embed_size
+        self.lower_decoder_attn = lower_decoder_attn
+        self.inference_nearest_k_entity = inference_nearest_k_entity
+        # Default marker ids: the original appends them right after the BART vocabulary.
+        if entity_start_token_id is None:
+            entity_start_token_id = vocab_size - NUM_ADDED_TOKENS
+        if entity_end_token_id is None:
+            entity_end_token_id = entity_start_token_id + 1
+        self.entity_start_token_id = entity_start_token_id
+        self.entity_end_token_id = entity_end_token_id
+        self.entity_token_weight = entity_token_weight
+        self.generate_target = generate_target
+        self.final_layer_loss = final_layer_loss
+        self.apply_el_loss = apply_el_loss
+        self.elloss_weight = elloss_weight
+        self.memory_projection_init = memory_projection_init
+        self.memory_chunk_size = memory_chunk_size
+        super().__init__(
+            pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+            decoder_start_token_id=decoder_start_token_id, is_encoder_decoder=is_encoder_decoder,
+            tie_word_embeddings=tie_word_embeddings, **kwargs,
+        )
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise ValueError on settings the model cannot honour (clear message, no deep traceback)."""
+        def one_of(name: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"EDMemConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")
+
+        one_of("final_layer_loss", FINAL_LAYER_LOSSES)
+        one_of("apply_el_loss", APPLY_EL_LOSSES)
+        one_of("lower_decoder_attn", LOWER_DECODER_ATTNS)
+        one_of("memory_projection_init", MEMORY_PROJECTION_INITS)
+        if not isinstance(self.generate_target, str) or not self.generate_target:
+            raise ValueError(f"EDMemConfig.generate_target={self.generate_target!r} must be a non-empty string")
+        if self.num_lower_layers < 0 or self.num_upper_layers < 1:
+            # layers[-0:] would silently mean "all layers" in the original; refuse it.
+            raise ValueError("num_lower_layers must be >= 0 and num_upper_layers >= 1 "
+                             f"(got {self.num_lower_layers}, {self.num_upper_layers})")
+        for name in ("d_model", "entity_vocab_size", "entity_embed_size", "inference_nearest_k_entity",
+                     "memory_chunk_size", "vocab_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"EDMemConfig.{name} must be >= 1 (got {getattr(self, name)})")
+        if self.d_model % self.encoder_attention_heads or self.d_model % self.decoder_attention_heads:
+            raise ValueError("d_model must be divisible by the number of attention heads")
+        for name in ("entity_start_token_id", "entity_end_token_id"):
+            if not 0 <= getattr(self, name) < self.vocab_size:
+                raise ValueError(f"EDMemConfig.{name}={getattr(self, name)} outside the text vocabulary "
+                                 f"(vocab_size={self.vocab_size})")
+
+    @property
+    def is_entity_linking(self) -> bool:
+        """EL mode: the loss is the EL loss only and LM logits are not needed."""
+        return self.generate_target == "entity_linking"
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_bart_config(
+        cls,
+        bart_config: PretrainedConfig | Mapping[str, Any] | str | Path,
+        args: argparse.Namespace | Mapping[str, Any] | None = None,
+        *,
+        num_added_tokens: int = NUM_ADDED_TOKENS,
+        **overrides: Any,
+    ) -> "EDMemConfig":
+        """Build the config the original derived from ``BartConfig`` + the ``run_QA.py`` namespace.
+
+        ``bart_config``: a ``BartConfig``, its dict, a ``config.json`` path or a directory holding
+        one (or a hub name, resolved with ``AutoConfig``). ``args``: the ``run_QA.py`` Namespace
+        or a dict with the same flag names (``num_lower_layers``, ``num_upper_layers``,
+        ``entity_vocab_size``, ``entity_embed_size``, ``dropout``, ``elloss_weight``,
+        ``entity_token_weight``, ``lower_decoder_attn``, ``inference_nearest_k_entity``,
+        ``generate_target``, ``final_layer_loss``, ``apply_el_loss``, optionally
+        ``entity_start_token_id``/``entity_end_token_id``); missing flags keep run_QA defaults.
+        Only ``dropout`` is taken from the flags (attention/activation dropout stay those of the
+        BART config), like the original. The text vocabulary becomes ``bart vocab +
+        num_added_tokens`` (the original resized to ``len(tokenizer)`` right after construction).
+        ``overrides`` win over everything.
+        """
+        bart = _bart_dict(bart_config)
+        base_vocab = int(bart["vocab_size"])
+        fields: dict[str, Any] = {k: bart[k] for k in _BART_FIELDS if k in bart}
+        fields["vocab_size"] = base_vocab + num_added_tokens
+        # run_QA.py defaults (spec §2.2/§2.3) for flags the namespace might lack.
+        fields.update(num_lower_layers=4, num_upper_layers=8, entity_vocab_size=1000010,
+                      entity_embed_size=256, lower_decoder_attn="lower_encoder",
+                      inference_nearest_k_entity=100, entity_token_weight=None,
+                      generate_target="answer", final_layer_loss="answer_only", apply_el_loss="all",
+                      elloss_weight=1.0, entity_start_token_id=base_vocab,
+                      entity_end_token_id=base_vocab + 1)
+        if args is not None:
+            flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+            # entity_token_weight=None is meaningful (unweighted LM loss); other None flags mean "unset".
+            fields.update({k: flags[k] for k in _RUN_QA_FIELDS
+                           if k in flags and (flags[k] is not None or k == "entity_token_weight")})
+        fields.update(overrides)
+        return cls(**fields)
+
+
+_BART_FIELDS = (
+    "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
+    "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings", "dropout", "attention_dropout",
+    "activation_dropout", "activation_function", "init_std", "scale_embedding", "pad_token_id",
+    "bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id",
+    "forced_eos_token_id", "no_repeat_ngram_size",
+)
+
+
+def _bart_dict(bart_config: PretrainedConfig | Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """A BART config as a plain dict, from an object, a dict, a json file, a directory or a hub name."""
+    if isinstance(bart_config, PretrainedConfig):
+        return bart_config.to_dict()
+    if isinstance(bart_config, Mapping):
+        return dict(bart_config)
+    path = Path(bart_config)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return AutoConfig.from_pretrained(str(bart_config)).to_dict()
+
+
+AutoConfig.register("edmem", EDMemConfig, exist_ok=True)

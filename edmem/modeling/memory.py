@@ -1,0 +1,254 @@
+"""The entity memory: one (d_e, N) table and the modules that read it (spec §5.3).
+
+Memory-access cost dominates EDMem at N = 1,000,010 rows, so this module is written around it:
+
+* training needs the full softmax over all N rows (the retrieved embedding is ``α @ Eᵀ`` and the
+  NLL is over all rows). :class:`_SoftmaxNLL` produces the probabilities and the per-mention NLL in
+  one pass and keeps ONE M×N tensor for backward (instead of softmax + log-softmax outputs), and
+  the NLL is computed as ``logsumexp − score`` (= ``log_softmax``, fixing [Q9]);
+* evaluation scores the entities chunk by chunk, keeps a running top-K, and gathers only the K
+  winning embeddings per mention (never an M×N softmax @ table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edmem.config import NIL_ENTITY, EDMemConfig
+
+
+class EntityTable(nn.Module):
+    """The entity embedding table, ``weight`` of shape (d_e, N): column j = entity j.
+
+    The (d_e, N) layout is the original's (an ``nn.Linear(N → d_e)``), kept so that checkpoints load
+    without transposing a 1 GB tensor. The same module object is registered in every memory
+    reader, which makes ``*.EntityEmbedding.weight`` aliases of one Parameter (as in the original).
+    """
+
+    def __init__(self, num_entities: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dim, num_entities))
+
+    @property
+    def num_entities(self) -> int:
+        return self.weight.shape[1]
+
+    def extra_repr(self) -> str:
+        return f"entities={self.weight.shape[1]}, dim={self.weight.shape[0]}"
+
+
+class Projection(nn.Module):
+    """``Linear`` followed by dropout; the wrapper exists for the original key names (``*.linear.*``)."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.linear(x))
+
+
+class _SoftmaxNLL(torch.autograd.Function):
+    """``probs = softmax(scores)`` and ``nll = logsumexp(scores) − scores[gold]`` in one pass.
+
+    Saves only ``probs`` for backward (one M×N tensor). Gradient:
+    ``d scores = probs ⊙ (g_probs − ⟨g_probs, probs⟩ + g_nll) − g_nll · onehot(gold)``.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, gold: torch.Tensor):  # type: ignore[override]
+        shifted = scores - scores.amax(dim=1, keepdim=True)
+        gold_shifted = shifted.gather(1, gold[:, None]).squeeze(1)
+        probs = shifted.exp_()  # in place: no second M×N buffer
+        total = probs.sum(dim=1, keepdim=True)
+        nll = total.squeeze(1).log() - gold_shifted
+        probs.div_(total)
+        ctx.save_for_backward(probs, gold)
+        return probs, nll
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_probs: torch.Tensor | None, g_nll: torch.Tensor | None):  # type: ignore[override]
+        probs, gold = ctx.saved_tensors
+        if g_probs is None:
+            grad = torch.zeros_like(probs)
+        else:
+            dot = torch.bmm(g_probs.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
+            grad = g_probs - dot
+        if g_nll is not None:
+            grad.add_(g_nll[:, None])
+        grad.mul_(probs)
+        if g_nll is not None:
+            rows = torch.arange(gold.shape[0], device=gold.device)
+            grad[rows, gold] -= g_nll
+        return grad, None
+
+
+def mean_nll(nll: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none [Q10].
+
+    The result stays connected to the graph even when it is 0, so ``backward()`` always works.
+    """
+    keep = (gold != NIL_ENTITY).to(nll.dtype)
+    return (nll * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+@dataclass
+class MemoryAccess:
+    """What one memory read produced (positions are [row, col] in ``torch.nonzero`` order).
+
+    ``loss`` in training (None without golds), ``topk_ids``/``topk_scores`` (M, K) in eval,
+    ``output`` (B, T, d) for readers with an output projection. ``query``/``scores`` only when traced.
+    """
+
+    positions: torch.Tensor
+    loss: torch.Tensor | None = None
+    output: torch.Tensor | None = None
+    topk_ids: torch.Tensor | None = None
+    topk_scores: torch.Tensor | None = None
+    query: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+
+def mention_positions(token_ids: torch.Tensor, entity_start_id: int, last_only: bool) -> torch.Tensor:
+    """(M, 2) [row, col] of every ``<E_s>`` (row-major), or of the last column of every row.
+
+    ``last_only`` requires that the last token of every row is ``<E_s>`` (the original asserts it).
+    """
+    if not last_only:
+        return torch.nonzero(token_ids == entity_start_id)
+    rows = torch.arange(token_ids.shape[0], device=token_ids.device)
+    last = torch.full_like(rows, token_ids.shape[1] - 1)
+    if not bool((token_ids[:, -1] == entity_start_id).all()):
+        raise ValueError("the entity-linking head reads the last decoder position, which must be <E_s> "
+                         f"(id {entity_start_id}) in every row; got {token_ids[:, -1].tolist()}")
+    return torch.stack([rows, last], dim=1)
+
+
+class EntityMemory(nn.Module):
+    """One reader of the entity table: ``InputLayer`` (d → d_e), the shared ``EntityEmbedding`` and,
+    for the encoder/decoder memories, ``OutputLayer`` (d_e → d). The EL head has no output layer."""
+
+    def __init__(self, config: EDMemConfig, table: EntityTable, output_embedding: bool):
+        super().__init__()
+        self.entity_start_id = config.entity_start_token_id
+        self.top_k = config.inference_nearest_k_entity
+        self.chunk_size = config.memory_chunk_size
+        self.InputLayer = Projection(config.d_model, config.entity_embed_size, config.dropout)
+        self.EntityEmbedding = table
+        self.OutputLayer = (Projection(config.entity_embed_size, config.d_model, config.dropout)
+                            if output_embedding else None)
+
+    def forward(self, token_ids: torch.Tensor, hidden: torch.Tensor, gold: torch.Tensor | None = None,
+                last_only: bool = False, entity_mask: torch.Tensor | None = None,
+                trace: bool = False) -> MemoryAccess:
+        """Read the memory at the ``<E_s>`` positions of ``token_ids`` using ``hidden`` (B, T, d).
+
+        ``gold`` (B, T) entity rows (training loss); ``entity_mask`` (N,) 1 = masked entity.
+        Training mode: full softmax over N (loss + dense retrieval). Eval mode: top-K only.
+        """
+        positions = mention_positions(token_ids, self.entity_start_id, last_only)
+        rows, cols = positions[:, 0], positions[:, 1]
+        query = self.InputLayer(hidden[rows, cols])
+        table = self.EntityEmbedding.weight
+        access = MemoryAccess(positions=positions, query=query if trace else None)
+        if self.training:
+            retrieved = self._train_read(access, query, table, gold[rows, cols] if gold is not None else None,
+                                         entity_mask, trace)
+        else:
+            retrieved = self._eval_read(access, query, table, entity_mask, trace)
+        if self.OutputLayer is not None and retrieved is not None:
+            projected = self.OutputLayer(retrieved.to(hidden.dtype))
+            access.output = hidden.new_zeros(hidden.shape).index_put((rows, cols), projected.to(hidden.dtype))
+        return access
+
+    # ------------------------------------------------------------------ training
+    def _train_read(self, access: MemoryAccess, query: torch.Tensor, table: torch.Tensor,
+                    gold: torch.Tensor | None, entity_mask: torch.Tensor | None,
+                    trace: bool) -> torch.Tensor | None:
+        needs_output = self.OutputLayer is not None
+        if gold is None and not needs_output:
+            return None
+        # Softmax and NLL in fp32 even under autocast: N is large and probabilities are tiny.
+        scores = (query @ table).float()
+        scores = _apply_entity_mask(scores, entity_mask)
+        if trace:
+            access.scores = scores.detach()
+        gold_cols = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device) if gold is None \
+            else _gold_columns(gold, entity_mask)
+        probs, nll = _SoftmaxNLL.apply(scores, gold_cols)
+        del scores
+        if gold is not None:
+            access.loss = mean_nll(nll, gold)
+        if not needs_output:
+            return None
+        return probs.to(table.dtype) @ table.t()  # (M, d_e): weighted sum over ALL entities
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_read(self, access: MemoryAccess, query: torch.Tensor, table: torch.Tensor,
+                   entity_mask: torch.Tensor | None, trace: bool) -> torch.Tensor:
+        k = min(self.top_k, table.shape[1])
+        values, ids = chunked_topk(query, table, k, self.chunk_size, entity_mask,
+                                   keep_scores=trace, access=access)
+        access.topk_ids, access.topk_scores = ids, values
+        beta = F.softmax(values.float(), dim=-1).to(table.dtype)  # (M, K)
+        chosen = table.t().index_select(0, ids.reshape(-1)).view(ids.shape[0], k, table.shape[0])
+        return torch.bmm(beta.unsqueeze(1), chosen).squeeze(1)  # (M, d_e)
+
+
+def _apply_entity_mask(scores: torch.Tensor, entity_mask: torch.Tensor | None,
+                       start: int = 0) -> torch.Tensor:
+    """Masked entities get ``finfo(dtype).min`` (the original's value, [Q11]) → probability 0."""
+    if entity_mask is None:
+        return scores
+    masked = entity_mask[start:start + scores.shape[1]].to(device=scores.device).bool()
+    return scores.masked_fill(masked, torch.finfo(scores.dtype).min)
+
+
+def _gold_columns(gold: torch.Tensor, entity_mask: torch.Tensor | None) -> torch.Tensor:
+    """Column of each gold id. With an entity mask the original's labels are COMPACT ids (re-indexed
+    over the unmasked entities, §4.4) and its NLL runs over the unmasked columns only; mapping the
+    compact id back to its column gives the same value without building an M×N' copy."""
+    if entity_mask is None:
+        return gold
+    unmasked = torch.nonzero(entity_mask.to(gold.device) == 0).squeeze(1)
+    if gold.numel() and int(gold.max()) >= unmasked.numel():
+        raise ValueError(f"gold entity id {int(gold.max())} is outside the {unmasked.numel()} unmasked "
+                         "entities (with an entity mask gold ids must be re-indexed, spec §4.4)")
+    return unmasked[gold]
+
+
+def chunked_topk(query: torch.Tensor, table: torch.Tensor, k: int, chunk_size: int,
+                 entity_mask: torch.Tensor | None = None, keep_scores: bool = False,
+                 access: MemoryAccess | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of ``query @ table`` over entities, scoring ``chunk_size`` entities at a time.
+
+    Peak extra memory is M × chunk_size scores instead of M × N. Returns (values, ids), both
+    (M, k), sorted by descending score. With a single chunk this is exactly ``topk(scores, k)``.
+    """
+    num = table.shape[1]
+    best_vals: torch.Tensor | None = None
+    best_ids: torch.Tensor | None = None
+    kept: list[torch.Tensor] = []
+    for start in range(0, num, chunk_size):
+        scores = _apply_entity_mask(query @ table[:, start:start + chunk_size], entity_mask, start)
+        if keep_scores:
+            kept.append(scores)
+        vals, ids = scores.topk(min(k, scores.shape[1]), dim=1)
+        ids = ids + start
+        if best_vals is None:
+            best_vals, best_ids = vals, ids
+        else:
+            merged_vals = torch.cat([best_vals, vals], dim=1)
+            merged_ids = torch.cat([best_ids, ids], dim=1)
+            best_vals, order = merged_vals.topk(k, dim=1)
+            best_ids = merged_ids.gather(1, order)
+    if keep_scores and access is not None:
+        access.scores = torch.cat(kept, dim=1)
+    assert best_vals is not None and best_ids is not None
+    return best_vals, best_ids
