@@ -68,6 +68,13 @@ def test_item_variants(toy_tok, prepend, bos, dec_head):
     assert set(eval_item) == {"id", "input_ids", "decoder_input_ids"}
 
 
+def test_unalignable_span_is_a_data_error(toy_tok):
+    from edmem.errors import DataError
+    example = example_from_text("bad", "a big red cat", [(2, 4, 5)])  # ends on a space
+    with pytest.raises(DataError, match="question 'bad'.*ends on a space"):
+        encode_question(toy_tok, example, ELEncodingOptions())
+
+
 def test_question_without_links(toy_tok):
     opts = ELEncodingOptions()
     ids, links = encode_question(toy_tok, example_from_text("n", "how tall is the tower?"), opts)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from edmem.data.formats import NIL_ENTITY, ELExample, Mention
-from edmem.data.markers import encode_with_mentions
+from edmem.data.markers import AlignmentError, encode_with_mentions
+from edmem.errors import DataError
 
 IdToRow = Callable[[int], int]
 
@@ -64,8 +65,12 @@ def encode_question(tokenizer: Any, example: ELExample, options: ELEncodingOptio
                     id_to_row: IdToRow | None = None) -> tuple[list[int], list[int]]:
     """(input_ids, input_entity_link) of a question, markers around its gold mentions."""
     text = normalize_question(example.question, options.do_cased)
-    return encode_with_mentions(tokenizer, text, example.mentions, options.max_input_length,
-                                bos_prefix=options.add_another_bos, id_to_row=id_to_row)
+    try:
+        return encode_with_mentions(tokenizer, text, example.mentions, options.max_input_length,
+                                    bos_prefix=options.add_another_bos, id_to_row=id_to_row)
+    except AlignmentError as exc:
+        raise DataError(f"question {example.id!r}: mention spans do not fit the tokens ({exc})",
+                        line=example.line or None, field="link_offset") from None
 
 
 def choose_answer_entity(answer_entities: Sequence[tuple[int, str]], rng: ChoiceRNG) -> int:
