@@ -103,6 +103,8 @@ def test_question_without_links_and_int_targets(tmp_path):
     (line(link_offset=[15]), "link_offset", "outside the text"),
     (line(link_length=[0]), "link_offset", "outside the text"),
     (line(link_target=["0"]), "link_target", "NIL"),
+    (line(link_target=["-3"]), "link_target", "negative"),
+    (line(answer_entity=[[-3, "X"]]), "answer_entity", "not in the entity memory"),
     (line(link_target=["5000"]), "link_target", "not in the entity memory"),
     (line(answer_entity=[[5000, "Far Away"]]), "answer_entity", "not in the entity memory"),
     (line(answer_entity=[["Zorbania"]]), "answer_entity", "expected [entity_id, name]"),

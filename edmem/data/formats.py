@@ -163,8 +163,9 @@ def parse_mentions(obj: dict[str, Any], text: str, path: Path | str, line: int,
         if off < 0 or length <= 0 or off + length > len(text):
             raise DataError(f"span {k} [{off}, {off + length}) lies outside the text "
                             f"(length {len(text)})", path, line, fields[0])
-        if target == NIL_ENTITY:
-            raise DataError(f"entry {k} links to the NIL entity 0", path, line, fields[2])
+        if target <= NIL_ENTITY:
+            raise DataError(f"entry {k} links to {target}: the NIL entity 0 or a negative id",
+                            path, line, fields[2])
         if check is not None and not check(target):
             raise DataError(f"entry {k}: entity id {target} is not in the entity memory",
                             path, line, fields[2])
@@ -202,7 +203,7 @@ def _answer_entities(obj: dict[str, Any], path: Path, line: int,
         if entity_id is None:
             raise DataError(f"entry {k} is {entry!r}, expected [entity_id, name]",
                             path, line, "answer_entity")
-        if entity_id == NIL_ENTITY or (check is not None and not check(entity_id)):
+        if entity_id <= NIL_ENTITY or (check is not None and not check(entity_id)):
             raise DataError(f"entry {k}: entity id {entity_id} is not in the entity memory",
                             path, line, "answer_entity")
         result.append((entity_id, entry[1]))
