@@ -1,0 +1,261 @@
+"""``pretrain(args)``: build tokenizer, corpora, model and optimiser, run the loop, keep the best.
+
+The output directory is a valid ``--pretrain_ckpt`` for ``edmem.run_qa`` / ``edmem train``:
+``pytorch_model.bin`` in the original layout (every alias key) + ``config.json``, plus
+``entity_rows.json`` when the memory is compact. Alongside: ``pretrain_metrics.json`` (the best
+dev metrics and every evaluation), ``args``, ``log.txt``, ``tensorboard/`` and
+``training_state.pt`` (what ``--resume`` continues from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from edmem.config import EDMemConfig
+from edmem.data.entity_rows import EntityRows
+from edmem.data.entity_vocab import load_id2entity
+from edmem.data.markers import encode_with_mentions
+from edmem.data.tokenization import load_tokenizer
+from edmem.errors import CheckpointError, EDMemError
+from edmem.modeling.checkpoints import WEIGHTS_NAME, load_original_state_dict
+from edmem.modeling.model import EDMemModel
+from edmem.pretraining.collate import PretrainCollator
+from edmem.pretraining.corpus import TokenCache, open_or_build_cache
+from edmem.pretraining.dataset import PretrainDataset, row_map
+from edmem.pretraining.evaluate import evaluate_pretraining
+from edmem.pretraining.loop import PERPLEXITY, LoopState, PretrainJob, run
+from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
+from edmem.pretraining.metrics import ACCESSES, RECALL_KS
+from edmem.training import distributed as dist_utils
+from edmem.training.checkpointing import (atomic_torch_save, atomic_write_text, capture_rng_state,
+                                          load_training_state, remove_stale_temp_files,
+                                          restore_rng_state, save_training_state)
+from edmem.training.distributed import DistInfo
+from edmem.training.logging_setup import setup_logging
+from edmem.training.loop import seed_everything
+from edmem.training.optim import build_optimizer
+from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
+
+logger = logging.getLogger("__main__")
+
+METRICS_FILE = "pretrain_metrics.json"
+SELECTION_METRICS = (PERPLEXITY,) + tuple(f"{a}_recall@{k}" for a in ACCESSES for k in RECALL_KS)
+
+
+@dataclass
+class PretrainResult:
+    """What ``edmem demo`` (or any caller) needs after pretraining."""
+
+    output_dir: Path
+    checkpoint: Path                       # output_dir/pytorch_model.bin (a --pretrain_ckpt dir's file)
+    best_metrics: dict[str, float] | None  # dev metrics of the kept checkpoint (None without dev)
+    best_step: int
+    global_step: int
+    selection_metric: str
+    stopped_by: str
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse settings that would fail late (after tokenising a large corpus)."""
+    if args.selection_metric not in SELECTION_METRICS:
+        raise EDMemError(f"--selection_metric {args.selection_metric!r}: expected one of {SELECTION_METRICS}")
+    for name in ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps", "eval_period",
+                 "max_seq_length"):
+        if getattr(args, name) < 1:
+            raise EDMemError(f"--{name} must be >= 1")
+    if args.max_steps <= 0 and args.num_train_epochs < 1:
+        raise EDMemError("give --max_steps > 0 or --num_train_epochs >= 1")
+    if args.compact_entity_memory and not args.id2entity_file:
+        raise EDMemError("--compact_entity_memory needs --id2entity_file (the ids that get memory rows)")
+    out = Path(args.output_dir)
+    if (out / WEIGHTS_NAME).exists() and not (args.overwrite_output or args.resume):
+        raise EDMemError(f"{out / WEIGHTS_NAME} exists: pass --resume to continue that run or "
+                         "--overwrite_output True to start over")
+
+
+def entity_rows_for(args: argparse.Namespace) -> EntityRows:
+    if args.compact_entity_memory:
+        return EntityRows.compact_from_ids(load_id2entity(args.id2entity_file).ids())
+    return EntityRows.identity(args.entity_vocab_size)
+
+
+def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMemModel:
+    """Random init (the original pretrained from scratch, Q32) or ``--pretrain_ckpt``; LM+EL mode."""
+    special = SpecialTokenIds.from_tokenizer(tokenizer)
+    config = EDMemConfig.from_bart_config(
+        args.model_name, args, generate_target="pretraining", entity_vocab_size=num_rows,
+        entity_start_token_id=special.entity_start, entity_end_token_id=special.entity_end,
+        # recall@100 needs 100 candidates per read (capped by the memory size).
+        inference_nearest_k_entity=min(num_rows, max(args.inference_nearest_k_entity, max(RECALL_KS))))
+    if config.vocab_size != len(tokenizer):
+        raise EDMemError(f"{args.model_name}: config vocab_size + 2 markers = {config.vocab_size} but the "
+                         f"tokenizer has {len(tokenizer)} tokens")
+    model = EDMemModel(config)
+    if args.pretrain_ckpt:
+        report = load_original_state_dict(model, args.pretrain_ckpt)
+        logger.info("Initialised from %s (%s)", args.pretrain_ckpt, report.describe())
+    return model
+
+
+def step_counts(args: argparse.Namespace, num_passages: int, world_size: int) -> tuple[StepCounts, int]:
+    """The fine-tuning formula; ``--max_steps`` replaces the epochs' total (and sets the epochs)."""
+    counts = calculate_num_steps(num_passages, args.train_batch_size, world_size, max(1, args.num_train_epochs),
+                                 args.gradient_accumulation_steps, args.warmup_ratio)
+    if args.max_steps <= 0:
+        return counts, max(1, args.num_train_epochs)
+    epochs = math.ceil(args.max_steps * args.gradient_accumulation_steps / counts.steps_per_epoch)
+    return StepCounts(counts.data_size, counts.steps_per_epoch, counts.steps_per_epoch * epochs,
+                      args.max_steps, round(args.max_steps * args.warmup_ratio)), epochs
+
+
+def _open_cache(path: str, tokenizer: Any, args: argparse.Namespace, dist: DistInfo) -> TokenCache:
+    """Rank 0 tokenises (or finds the cache); the others wait, then open the same directory."""
+    encode = functools.partial(encode_with_mentions, tokenizer, max_length=args.max_seq_length,
+                               bos_prefix=args.add_another_bos)
+    settings = {"max_seq_length": args.max_seq_length, "add_another_bos": args.add_another_bos}
+    cache = None
+    if dist.is_main:
+        cache = open_or_build_cache(path, encode, tokenizer, settings, args.cache_dir, progress=True)
+    dist_utils.barrier()
+    return cache or open_or_build_cache(path, encode, tokenizer, settings, args.cache_dir)
+
+
+def pretrain(args: argparse.Namespace) -> PretrainResult:
+    """Run ``edmem pretrain`` in this process (DDP when launched by torchrun)."""
+    check_args(args)
+    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
+    out = Path(args.output_dir)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)
+    dist_utils.barrier()
+    setup_logging(out / "log.txt", dist.is_main, args.log_level, args.log_level_replica)
+    if dist.is_main:
+        (out / "args").write_text(str(args) + "\n")
+    logger.info(args)
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    seed_everything(args.seed)
+
+    tokenizer = load_tokenizer(args.model_name)
+    special = SpecialTokenIds.from_tokenizer(tokenizer)
+    rows = entity_rows_for(args)
+    masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
+                            args.loss_on_mask_tokens)
+    train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
+                                 row_map(rows), seed=args.seed)
+    dev_data: Any = None
+    if args.dev_file:
+        # A different seed from training and a fixed epoch: every evaluation sees the same masks.
+        dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, masking,
+                                   row_map(rows), seed=args.seed + 1)
+        if args.max_dev_passages > 0:
+            dev_data = Subset(dev_data, range(min(args.max_dev_passages, len(dev_data))))
+    logger.info("Train passages: %d, dev passages: %d, memory rows: %d%s", len(train_data),
+                len(dev_data) if dev_data is not None else 0, rows.num_rows, " (compact)" if rows.compact else "")
+
+    model = build_model(args, tokenizer, rows.num_rows).to(dist.device)
+    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
+    counts, num_epochs = step_counts(args, len(train_data), dist.world_size)
+    scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
+    logger.info("Step counts: %s", asdict(counts))
+
+    state = LoopState(best=-math.inf)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"step": 0, "metrics": None}
+    saved = load_training_state(out) if args.resume else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = LoopState(**saved["loop"])
+        history = json.loads(saved["history"])
+        best = json.loads(saved["best"])
+        restore_rng_state(saved["rng"][min(dist.rank, len(saved["rng"]) - 1)])
+        logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / "training_state.pt",
+                    state.global_step, state.epoch + 1, state.batch_in_epoch)
+    elif args.resume:
+        logger.warning("--resume: no training state in %s; starting from scratch", out)
+
+    net = model
+    if dist.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+    collate = PretrainCollator(special.pad)
+    writer = None
+    if args.tensorboard and dist.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tensorboard"))
+
+    def evaluate() -> dict[str, float] | None:
+        if dev_data is None:
+            return None
+        metrics = evaluate_pretraining(model, dev_data, collate, args.predict_batch_size, dist,
+                                       special.entity_start, progress=True)
+        history.append({"step": state.global_step, **metrics})
+        return metrics
+
+    def save_best(step: int, metrics: dict[str, float] | None) -> None:
+        best.update(step=step, metrics=metrics)
+        if dist.is_main:
+            save_checkpoint(model, rows, out)
+            logger.info("Checkpoint saved to %s", out)
+        dist_utils.barrier()
+
+    def save_state(st: LoopState) -> None:
+        rng = dist_utils.gather_objects(capture_rng_state())
+        if dist.is_main:
+            save_training_state(out, {
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "loop": st.to_dict(), "rng": rng,
+                "history": json.dumps(history), "best": json.dumps(best)})
+            write_metrics(out, args.selection_metric, best, history)
+        dist_utils.barrier()
+
+    job = PretrainJob(
+        model=net, optimizer=optimizer, scheduler=scheduler, train_data=train_data, collate=collate,
+        evaluate=evaluate, save_best=save_best, save_state=save_state, counts=counts, num_epochs=num_epochs,
+        dist=dist, train_batch_size=args.train_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, max_grad_norm=args.max_grad_norm,
+        eval_period=args.eval_period, wait_step=args.wait_step, selection_metric=args.selection_metric,
+        seed=args.seed, save_training_state=args.save_training_state, tensorboard=writer, state=state)
+    try:
+        outcome = run(job)
+    finally:
+        if writer is not None:
+            writer.close()
+    if dist.is_main:
+        write_metrics(out, args.selection_metric, best, history)
+    dist_utils.barrier()
+    if not (out / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"pretraining ended ({outcome.stopped_by}) before any checkpoint was saved")
+    return PretrainResult(output_dir=out, checkpoint=out / WEIGHTS_NAME, best_metrics=best["metrics"],
+                          best_step=int(best["step"]), global_step=outcome.global_step,
+                          selection_metric=args.selection_metric, stopped_by=outcome.stopped_by)
+
+
+def save_checkpoint(model: EDMemModel, rows: EntityRows, out: Path) -> Path:
+    """The best model as a ``--pretrain_ckpt`` directory, written so a kill never leaves a torn file:
+    config and row map first, ``pytorch_model.bin`` (all alias keys, original layout) last."""
+    model.config.save_pretrained(str(out))
+    if rows.compact:
+        rows.save(out)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return atomic_torch_save(state, out / WEIGHTS_NAME)
+
+
+def write_metrics(out: Path, selection: str, best: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    atomic_write_text(out / METRICS_FILE, json.dumps(
+        {"selection_metric": selection, "best_step": best["step"], "best": best["metrics"],
+         "history": history}, indent=1))
