@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from edmem.demo.corpus import Slot, mention_slots, related_index, render
+from edmem.demo.corpus import Slot, render
 from edmem.demo.knowledge_base import Fact, KnowledgeBase, qualifier_of
 from edmem.errors import DataError
 
@@ -219,23 +219,29 @@ def build_questions(kb: KnowledgeBase, *, seed: int,
                                                fact.subject, fact.object, _answer_strings(kb, fact.object)))
 
     if unlinkable_fraction > 0:
-        related = related_index(kb)
         cities = [e for e in kb.entities if e.type == "city" and e.population]
         rng.shuffle(cities)
+        pool = iter(cities)
         for split in ("dev", "test"):
             k = round(unlinkable_fraction * len(splits[split]) / max(1e-9, 1 - unlinkable_fraction))
-            chosen, cities = cities[:k], cities[k:]
-            for e in chosen:
-                template = UNLINKABLE_TEMPLATES[rng.randrange(len(UNLINKABLE_TEMPLATES))]
-                text, slots = mention_slots(kb, related, e.id, -1, rng, 0.0, key="s",
-                                            transform_surface=str.lower)
-                if len(kb.homonyms(e.id)) > 1 and "s_q" not in slots:
+            made = 0
+            for e in pool:
+                if made >= k:
+                    break
+                slots = {"s": Slot(e.surface.lower(), e.id, e.article)}
+                text = "{s}"
+                if len(kb.homonyms(e.id)) > 1:
+                    # Qualify ambiguous names, but never with a qualifier that is a test fact's pair
+                    # (dev) -- the same rule as for linkable questions.
                     qual = qualifier_of(kb, e.id)
-                    if qual is not None:
-                        q = kb.entity(qual[1])
-                        text, slots = "{s}, {s_q}", {**slots, "s_q": Slot(q.surface.lower(), q.id, q.article)}
+                    if qual is None or frozenset((e.id, qual[1])) in forbidden[split]:
+                        continue
+                    q = kb.entity(qual[1])
+                    text, slots["s_q"] = "{s}, {s_q}", Slot(q.surface.lower(), q.id, q.article)
+                template = UNLINKABLE_TEMPLATES[rng.randrange(len(UNLINKABLE_TEMPLATES))]
                 splits[split].append(_question_row(kb, template, text, slots, UNLINKABLE_RELATION, e.id,
                                                    None, [f"{e.population:,}", str(e.population)]))
+                made += 1
 
     next_id = 0
     for split in SPLITS:
