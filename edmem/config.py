@@ -32,7 +32,7 @@ _RUN_QA_FIELDS = (
     "num_lower_layers", "num_upper_layers", "entity_vocab_size", "entity_embed_size",
     "lower_decoder_attn", "inference_nearest_k_entity", "entity_token_weight",
     "generate_target", "final_layer_loss", "apply_el_loss", "elloss_weight",
-    "entity_start_token_id", "entity_end_token_id", "dropout", "no_repeat_ngram_size",
+    "entity_start_token_id", "entity_end_token_id", "dropout",
 )
 
 
@@ -232,9 +232,10 @@ _BART_FIELDS = (
     "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
     "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings", "dropout", "attention_dropout",
     "activation_dropout", "activation_function", "init_std", "scale_embedding", "pad_token_id",
-    "bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id",
-    "forced_eos_token_id", "no_repeat_ngram_size",
+    "bos_token_id", "eos_token_id", "decoder_start_token_id",
 )
+# Generation settings (no_repeat_ngram_size, forced_*_token_id, num_beams) are deliberately not
+# copied: they belong in a GenerationConfig and are unused by the EL forward pass.
 
 
 def _bart_dict(bart_config: PretrainedConfig | Mapping[str, Any] | str | Path) -> dict[str, Any]:
