@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from edmem.data.markers import encode_with_mentions
+from edmem.data.markers import AlignmentError, encode_with_mentions
 from edmem.data.tokenization import load_tokenizer, train_bpe_tokenizer
 from edmem.errors import DataError
 from edmem.pretraining.collate import PretrainCollator
@@ -160,7 +160,7 @@ def test_token_cache_is_built_once_and_reused(tokenizer, tmp_path: Path) -> None
 def test_unalignable_passages_are_skipped_and_counted(tokenizer, tmp_path: Path) -> None:
     def flaky(text, mentions):
         if "Kelm" in text:
-            raise ValueError("cannot align")
+            raise AlignmentError("cannot align")
         return _encoder(tokenizer)(text, mentions)
 
     cache = open_or_build_cache(CORPUS / "train.jsonl", flaky, tokenizer, {"flaky": True}, tmp_path)

@@ -32,6 +32,7 @@ import numpy as np
 
 from edmem.data.formats import LoadReport, Mention, parse_mentions
 from edmem.data.jsonio import iter_jsonl
+from edmem.data.markers import AlignmentError
 from edmem.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def build_token_cache(source: str | Path, encode: PassageEncoder, directory: str
                       settings: dict[str, Any] | None = None, progress: bool = False) -> TokenCache:
     """Encode every passage of ``source`` into ``directory`` (written atomically) and open it.
 
-    Passages whose spans cannot be aligned to tokens (``ValueError`` from ``encode``) are skipped
+    Passages whose spans cannot be aligned to tokens (``AlignmentError`` from ``encode``) are skipped
     and counted by reason in the cache's report; structural errors (bad JSON, wrong field types)
     stop with a :class:`DataError` naming the line, because they mean the file is not this format.
     """
@@ -198,7 +199,7 @@ def build_token_cache(source: str | Path, encode: PassageEncoder, directory: str
                 stats["mentions"] += len(passage.mentions)
                 try:
                     input_ids, links = encode(passage.text, passage.mentions)
-                except ValueError as exc:  # the span aligner rejects this passage's spans
+                except AlignmentError as exc:  # the span aligner rejects this passage's spans
                     report.skip("unalignable_spans", passage.line)
                     logger.debug("%s line %d: %s", source, passage.line, exc)
                     continue

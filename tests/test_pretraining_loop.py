@@ -1,0 +1,153 @@
+"""`edmem pretrain` end to end on a tiny model: loss goes down, the output is a valid
+--pretrain_ckpt, resume continues exactly, the CLI reports clearly."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from edmem.config import EDMemConfig
+from edmem.data.markers import encode_with_mentions
+from edmem.data.tokenization import load_tokenizer, train_bpe_tokenizer
+from edmem.modeling.checkpoints import load_original_state_dict
+from edmem.modeling.model import EDMemModel
+from edmem.pretraining.args import parse_args
+from edmem.pretraining.cli import main
+from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
+from edmem.pretraining.corpus import open_or_build_cache
+from edmem.pretraining.dataset import PretrainDataset, row_map
+from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
+from edmem.pretraining.runner import build_model, entity_rows_for, pretrain
+from edmem.training.checkpointing import load_training_state
+from edmem.training.logging_setup import close_logging
+from edmem.training.optim import build_optimizer
+
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "pretraining"
+TINY_BART = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                 decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                 max_position_embeddings=256)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BART config + BPE tokenizer trained on the fixture corpus (the hub is unreachable)."""
+    texts = [json.loads(line)["text"] for line in (CORPUS / "train.jsonl").open()]
+    out = train_bpe_tokenizer(texts, tmp_path_factory.mktemp("tiny-bart"), vocab_size=300)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, **TINY_BART}))
+    return out
+
+
+def _argv(model_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["--train_file", str(CORPUS / "train.jsonl"), "--dev_file", str(CORPUS / "dev.jsonl"),
+            "--model_name", str(model_dir), "--id2entity_file", str(CORPUS / "entid2entityitemid.json"),
+            "--compact_entity_memory", "--num_lower_layers", "1", "--num_upper_layers", "1",
+            "--entity_embed_size", "16", "--output_dir", str(tmp_path / "out"),
+            "--cache_dir", str(tmp_path / "cache"), "--train_batch_size", "8", "--learning_rate", "1e-3",
+            "--max_steps", "8", "--eval_period", "4", "--tensorboard", "False", *extra]
+
+
+@pytest.fixture(autouse=True)
+def _close_logs():
+    yield
+    close_logging()
+
+
+def test_a_few_optimizer_steps_reduce_the_loss(model_dir: Path, tmp_path: Path) -> None:
+    args = parse_args(_argv(model_dir, tmp_path, "--dropout", "0"))
+    tokenizer = load_tokenizer(model_dir)
+    rows = entity_rows_for(args)
+    encode = functools.partial(encode_with_mentions, tokenizer, max_length=128, bos_prefix=True)
+    cache = open_or_build_cache(CORPUS / "train.jsonl", encode, tokenizer, {}, tmp_path / "cache")
+    special = SpecialTokenIds.from_tokenizer(tokenizer)
+    data = PretrainDataset(cache, special, MaskingConfig(), row_map(rows))
+    batch = PretrainCollator(special.pad)([data[i] for i in range(8)])
+    torch.manual_seed(0)
+    model = build_model(args, tokenizer, rows.num_rows)
+    assert model.config.generate_target == "pretraining"
+    optimizer = build_optimizer(model, 3e-3, 0.01, 1e-8)
+    losses = []
+    for _ in range(15):
+        out = model(**{k: batch[k] for k in MODEL_FIELDS})
+        detail = out.detail_loss.detach()
+        # LM + EL mode: loss = LM CE + elloss_weight * mean of the three EL NLLs.
+        el = (detail.encoder_elloss + detail.decoder_elloss + detail.final_elloss) / 3
+        assert torch.allclose(out.loss, detail.lm_loss + el)
+        assert float(detail.lm_loss) > 0 and all(float(x) > 0 for x in
+                                                 (detail.encoder_elloss, detail.decoder_elloss, detail.final_elloss))
+        losses.append(float(out.loss))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses[-1] < losses[0] - 0.5
+
+
+def _load_as_pretrain_ckpt(model_dir: Path, ckpt: Path) -> EDMemModel:
+    """What fine-tuning does with --pretrain_ckpt: rebuild an EL model from --model_name and the
+    run_QA flags, then load ckpt/pytorch_model.bin strictly."""
+    rows = json.loads((ckpt / "entity_rows.json").read_text())["num_rows"]
+    config = EDMemConfig.from_bart_config(model_dir, {
+        "num_lower_layers": 1, "num_upper_layers": 1, "entity_embed_size": 16, "entity_vocab_size": rows,
+        "generate_target": "entity_linking", "lower_decoder_attn": "upper_encoder"})
+    model = EDMemModel(config)
+    report = load_original_state_dict(model, ckpt, strict=True)
+    assert report.ok
+    return model
+
+
+def test_pretrain_writes_a_valid_pretrain_ckpt(model_dir: Path, tmp_path: Path) -> None:
+    result = pretrain(parse_args(_argv(model_dir, tmp_path)))
+    out = tmp_path / "out"
+    assert result.output_dir == out and result.checkpoint == out / "pytorch_model.bin"
+    assert result.global_step == 8 and result.stopped_by == "steps"
+    assert result.best_step in (4, 8) and result.selection_metric == "final_recall@1"
+    for key in ("encoder_recall@1", "decoder_recall@10", "final_recall@100", "perplexity"):
+        assert key in result.best_metrics
+    assert result.best_metrics["salient_mentions"] > 0
+    metrics = json.loads((out / "pretrain_metrics.json").read_text())
+    assert [h["step"] for h in metrics["history"]] == [4, 8] and metrics["best_step"] == result.best_step
+
+    state = torch.load(out / "pytorch_model.bin", weights_only=True)
+    assert "LMHead.weight" in state and "EncoderEntityMemory.EntityEmbedding.weight" in state  # aliases
+    model = _load_as_pretrain_ckpt(model_dir, out)
+    assert torch.equal(model.EntityEmbedding.weight, state["EntityEmbedding.weight"])
+
+
+def test_resume_continues_exactly(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = tmp_path / "straight"
+    pretrain(parse_args(_argv(model_dir, straight)))
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setenv("EDMEM_FAULT", "crash@0:6")  # dies after the step-4 state was saved
+    with pytest.raises(RuntimeError, match="injected crash"):
+        pretrain(parse_args(_argv(model_dir, resumed)))
+    assert load_training_state(resumed / "out")["loop"]["global_step"] == 4
+    monkeypatch.delenv("EDMEM_FAULT")
+    result = pretrain(parse_args(_argv(model_dir, resumed, "--resume")))
+    assert result.global_step == 8
+
+    a = load_training_state(straight / "out")["model"]
+    b = load_training_state(resumed / "out")["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    history = json.loads((resumed / "out" / "pretrain_metrics.json").read_text())["history"]
+    assert [h["step"] for h in history] == [4, 8]
+
+
+def test_cli_refuses_to_overwrite_and_prints_help(model_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pytorch_model.bin").write_bytes(b"")
+    assert main(_argv(model_dir, tmp_path)) == 2
+    assert "--overwrite_output" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    for flag in ("--train_file", "--mlm_probability", "--ssm_probability", "--max_steps", "--resume",
+                 "--selection_metric", "--pretrain_ckpt"):
+        assert flag in help_text
