@@ -243,3 +243,17 @@ def test_main_writes_a_small_build(tmp_path, capsys):
     manifest = json.loads((tmp_path / "kb" / "manifest.json").read_text())
     assert manifest["knobs"]["num_cities"] == 30
     assert (tmp_path / "kb" / "openqa" / "geo" / "entity_linking" / "el_geo-test.jsonl").is_file()
+
+
+def test_project_loaders_read_the_build_without_repairs(built):
+    """The files go through the same readers as the original data, with nothing repaired or skipped."""
+    from edmem.data.entity_vocab import load_entity_list, load_id2entity
+    from edmem.data.formats import load_answer_links, load_el_split
+
+    for split in SPLITS:
+        examples, report = load_el_split(built.data_dir, built.task, built.datafile_prefix, split,
+                                         entity_vocab_size=built.num_entity_rows)
+        assert len(examples) == built.counts[f"questions_{split}"] and not report.repaired and not report.skipped
+        assert len(load_answer_links(built.sling[split])) == len(examples)
+    assert len(load_id2entity(built.entid2entityitemid)) == built.counts["entities"]
+    assert len(load_entity_list(built.entity_names)) == built.num_entity_rows
