@@ -94,7 +94,10 @@ class EntityRows:
     def save(self, directory: str | Path) -> Path:
         """Write ``entity_rows.json`` atomically (temp file + rename)."""
         path = Path(directory) / FILENAME
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FILENAME}.")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FILENAME}.", suffix=".tmp")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(self.to_json(), handle)
         os.replace(tmp, path)

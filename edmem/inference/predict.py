@@ -66,7 +66,7 @@ def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], d
     starts = range(0, len(indices), batch_size)
     if progress and dist.is_main:
         from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+        starts = tqdm(starts, desc="predict", unit="batch", leave=False, disable=None)
     for first in starts:
         batch = collate([dataset[i] for i in indices[first:first + batch_size]])
         inputs = {k: batch[k].to(dist.device) for k in INFERENCE_INPUTS}

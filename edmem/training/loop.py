@@ -66,7 +66,7 @@ class TrainJob:
     train_data: Any                        # ELDataset(is_training=True)
     collate: Callable[[list], dict]
     evaluate: Callable[[], DevScores]      # dev metric over all ranks
-    save_best: Callable[[int, int], None]  # (epoch, global_step) -> writes the best checkpoint
+    save_best: Callable[[int, int, float], None]  # (epoch, global_step, em) -> best checkpoint
     save_state: Callable[[LoopState], None]  # resume state (collective: every rank calls it)
     counts: StepCounts
     dist: DistInfo
@@ -171,7 +171,7 @@ def train(job: TrainJob) -> TrainResult:
                     logger.info("Saving model with best EM: %.2f%% -> %.2f%% on epoch=%d, "
                                 "global_step=%d", previous * 100, scores.em * 100, epoch + 1,
                                 st.global_step)
-                    job.save_best(epoch + 1, st.global_step)
+                    job.save_best(epoch + 1, st.global_step, scores.em)
                 st.best, st.wait = stopper.best, stopper.wait
                 st.finished = stopper.should_stop or st.global_step == job.counts.total_global_steps
                 if job.save_training_state:

@@ -1,0 +1,429 @@
+"""``run(args)``: what ``run_QA.py`` does with its flags — set up, train, predict — built from
+the data, model, training and inference pieces. Shared by ``python -m edmem.run_qa``,
+``edmem train`` and ``edmem predict``; :func:`main_with_errors` turns bad input into a one-line
+message and a non-zero exit.
+
+Order (spec §7.1, §9): validate flags → process group → output dir (+ overwrite protection)
+→ log.txt / args → seed → entity vocabulary and memory rows → tokenizer + config → data →
+model (+ ``--pretrain_ckpt``) → train (resume state, DDP) → barrier → predict with the best
+checkpoint of ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from edmem.errors import CheckpointError, DataError, EDMemError
+from edmem.training import checkpointing as ck
+from edmem.training import distributed as dist_utils
+from edmem.training.distributed import DistInfo
+from edmem.training.logging_setup import close_logging, get_logger, setup_logging
+
+EXIT_ERROR = 1
+EXIT_NAN = 3
+
+logger = get_logger()
+
+
+class UsageError(EDMemError):
+    """Flags that cannot work together (reported like bad input: one line, non-zero exit)."""
+
+
+# ---------------------------------------------------------------------------- flag checks
+def validate_args(args: argparse.Namespace) -> None:
+    """Refuse what edmem does not build, and the original's crash-later cases, up front."""
+    if args.generate_target != "entity_linking":
+        raise UsageError(f"--generate_target {args.generate_target}: answer generation is not "
+                         "implemented in edmem; use --generate_target entity_linking")
+    if not (args.do_train or args.do_predict):
+        raise UsageError("at least one of --do_train and --do_predict is required")
+    if args.task == "all":
+        raise UsageError("--task all (multi-task answer generation) is not supported for entity "
+                         "linking; train one task at a time")
+    if args.entity_mask_file:
+        raise UsageError("--entity_mask_file (the memory-masking ablation) is not supported")
+    if args.output_scores:
+        raise UsageError("--output_scores is a generation option; use --save_scores for the "
+                         "top-k entity scores")
+    if args.id2entity_file is None:
+        raise UsageError("--id2entity_file is required (entid2entityitemid_*.json)")
+    if not str(args.id2entity_file).endswith(".json"):
+        raise UsageError(f"--id2entity_file must be a .json file, got {args.id2entity_file}")
+    for name in ("id2entity_file", "id2entitytokens_file"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            raise DataError("file not found", path, field=f"--{name}")
+    for name in ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
+                 "eval_period", "num_train_epochs", "inference_nearest_k_entity"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+    if args.wait_step < 1:
+        raise UsageError(f"--wait_step must be at least 1 (got {args.wait_step})")
+    task_dir = Path(args.data_dir) / args.task
+    if not task_dir.is_dir():
+        raise DataError(f"task directory not found (from --data_dir {args.data_dir} and "
+                        f"--task {args.task})", task_dir)
+    if args.do_train and args.pretrain_ckpt is not None and not Path(args.pretrain_ckpt).is_dir():
+        raise CheckpointError(f"--pretrain_ckpt {args.pretrain_ckpt}: directory not found")
+
+
+def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
+    """Create ``--output_dir``; with ``--do_train`` refuse to clobber a checkpoint unless
+    ``--overwrite_output True`` (or ``--resume``, which continues it)."""
+    out = Path(args.output_dir)
+    has_ckpt = (out / "pytorch_model.bin").exists() or (out / ck.TRAINING_STATE).exists()
+    if args.do_train and has_ckpt and not (args.overwrite_output or args.resume):
+        raise UsageError(f"output directory {out} already holds a checkpoint; pass "
+                         "--overwrite_output True to replace it or --resume to continue it")
+    dist_utils.barrier()
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        ck.remove_stale_temp_files(out)
+        if args.do_train and args.overwrite_output and not args.resume:
+            # A fresh run must not leave an older run's resume state behind.
+            for name in (ck.TRAINING_STATE, ck.BEST_META):
+                (out / name).unlink(missing_ok=True)
+    dist_utils.barrier()
+    return out
+
+
+# ---------------------------------------------------------------------------- building blocks
+def load_entity_rows(args: argparse.Namespace, out: Path, names: Any) -> Any:
+    """The memory's row mapping: the one saved in ``--output_dir`` (compact runs), else a compact
+    one from the vocabulary (``--compact_entity_memory True``), else the identity."""
+    from edmem.data.entity_rows import EntityRows
+
+    saved = EntityRows.load(out) if (args.resume or not args.do_train) else None
+    if saved is not None:
+        return saved
+    if args.compact_entity_memory:
+        return EntityRows.compact_from_ids(names.ids())
+    return EntityRows.identity(args.entity_vocab_size)
+
+
+def build_config(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> Any:
+    from edmem.config import EDMemConfig
+    from edmem.data.tokenization import marker_ids
+
+    start, end = marker_ids(tokenizer)
+    try:
+        config = EDMemConfig.from_bart_config(
+            args.model_name, args, entity_vocab_size=num_rows, generate_target="entity_linking",
+            entity_start_token_id=start, entity_end_token_id=end)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--model_name {args.model_name}: cannot build the model config ({exc})") from None
+    if config.vocab_size != len(tokenizer):
+        raise UsageError(f"--model_name {args.model_name}: the config's vocabulary "
+                         f"({config.vocab_size - 2} + 2 markers) differs from the tokenizer's "
+                         f"({len(tokenizer)})")
+    return config
+
+
+def load_tokenizer(model_name: str) -> Any:
+    from edmem.data.tokenization import load_tokenizer as _load
+    try:
+        return _load(model_name)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"--model_name {model_name}: cannot load a BART tokenizer (a hub name, "
+                         f"or a directory with vocab.json + merges.txt): {exc}") from None
+
+
+def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
+    """The splits this run needs (fix of Q35: predict-only reads only the predicted split).
+
+    Training examples must link into the memory (their ids are training labels); evaluation
+    splits are read without that check since their entity ids are only scored, never trained on.
+    """
+    from edmem.data.formats import load_el_split
+
+    need = set()
+    if args.do_train:
+        need |= {"train", "dev"}
+    if args.do_predict:
+        need.add("dev" if args.predict_on_dev else "test")
+    if args.debug:
+        need = {"train"}
+    splits: dict[str, list] = {}
+    for split in sorted(need, key=["train", "dev", "test"].index):
+        kwargs: dict[str, Any] = {}
+        if split == "train":
+            kwargs["is_entity"] = rows.__contains__
+        examples, _ = load_el_split(args.data_dir, args.task, args.datafile_prefix, split, **kwargs)
+        if not examples:
+            raise DataError(f"no usable {split} examples", f"{args.data_dir}/{args.task}")
+        splits[split] = examples
+    if args.debug:  # the original: first 10 training examples as train, dev and test
+        splits = {name: splits["train"][:10] for name in ("train", "dev", "test")}
+    return splits
+
+
+def load_weights(model: Any, directory: str | Path, what: str) -> None:
+    from edmem.modeling.checkpoints import load_original_state_dict
+    try:
+        report = load_original_state_dict(model, directory, strict=True)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{what} {directory}: {exc} (do the model flags match the checkpoint?)") from None
+    if report.filled:
+        logger.info("Filled from the config: %s", ", ".join(report.filled))
+    logger.info("Loaded checkpoint from %s", directory)
+
+
+def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int, score: float) -> None:
+    """The best model in the original layout (``pytorch_model.bin`` with alias keys +
+    ``config.json``) and as ``model.safetensors`` (canonical keys), each file atomic; the
+    original-layout weights are replaced last and ``best_checkpoint.json`` after them."""
+    from safetensors.torch import save_file
+
+    from edmem.modeling.model import TIED_GROUPS
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    aliases = {a for group in TIED_GROUPS.values() for a in group}
+    canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
+    ck.atomic_write(out / "model.safetensors",
+                    lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
+    ck.atomic_write_text(out / "config.json", model.config.to_json_string())
+    if rows.compact:
+        rows.save(out)
+    ck.atomic_torch_save(state, out / "pytorch_model.bin")
+    ck.atomic_write_text(out / ck.BEST_META, json.dumps(
+        {"epoch": epoch, "global_step": step, "dev_em": score,
+         "entity_rows": "compact" if rows.compact else "full"}))
+    logger.info("Checkpoint saved to %s", out)
+
+
+# ---------------------------------------------------------------------------- the run
+def run(args: argparse.Namespace) -> int:
+    """Train and/or predict as the flags say. Returns the exit status."""
+    validate_args(args)
+    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
+    try:
+        return _run(args, dist)
+    finally:
+        close_logging()
+        dist_utils.cleanup()
+
+
+def _run(args: argparse.Namespace, dist: DistInfo) -> int:
+    from edmem.data.collate import ELCollator
+    from edmem.data.dataset import ELDataset
+    from edmem.data.entity_vocab import load_id2entity
+    from edmem.data.examples import ELEncodingOptions
+    from edmem.modeling.model import EDMemModel
+    from edmem.training.loop import seed_everything
+
+    out = prepare_output_dir(args, dist)
+    log_name = "log.txt" if args.do_train else f"{args.prefix}log.txt"
+    setup_logging(out / log_name, dist.is_main, args.log_level, args.log_level_replica)
+    logger.info(str(args))
+    logger.info(str(out))
+    logger.info("Using %d gpus", dist.world_size if dist.device.type == "cuda" else 0)
+    if dist.distributed:
+        logger.info("World size %d (backend %s), rank %d", dist.world_size,
+                    "nccl" if dist.device.type == "cuda" else "gloo", dist.rank)
+    if dist.is_main and args.do_train:
+        ck.atomic_write_text(out / "args", f"{args}\n")
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    seed_everything(args.seed)
+
+    names = load_id2entity(args.id2entity_file)
+    rows = load_entity_rows(args, out, names)
+    if rows.compact:
+        logger.info("Compact entity memory: %d rows (10 reserved + %d entities of %s)",
+                    rows.num_rows, rows.num_rows - 10, args.id2entity_file)
+    tokenizer = load_tokenizer(args.model_name)
+    config = build_config(args, tokenizer, rows.num_rows)
+    splits = load_splits(args, rows)
+    options = ELEncodingOptions.from_args(args)
+    collate = ELCollator(pad_token_id=config.pad_token_id,
+                         decoder_start_token_id=config.decoder_start_token_id)
+    lenient = _lenient_id_to_row(rows)
+
+    def eval_dataset(examples: list) -> ELDataset:
+        return ELDataset(examples, tokenizer, options, is_training=False, id_to_row=lenient)
+
+    model = EDMemModel(config)
+    status = 0
+    if args.do_train:
+        status = _train(args, dist, out, model, rows, names, splits, tokenizer, options, collate,
+                        eval_dataset)
+        dist_utils.barrier()
+    if args.do_predict:
+        _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset)
+    return status
+
+
+def _lenient_id_to_row(rows: Any) -> Callable[[int], int]:
+    """Eval items carry no entity links, so an id outside the memory only needs to not crash."""
+    return lambda entity_id: rows.id_to_row(entity_id) if entity_id in rows else 0
+
+
+def _train(args, dist, out, model, rows, names, splits, tokenizer, options, collate,
+           eval_dataset) -> int:
+    from edmem.data.dataset import ELDataset
+    from edmem.inference.predict import dev_scores, predict_entities
+    from edmem.training.loop import LoopState, TrainJob, train
+    from edmem.training.optim import build_optimizer
+    from edmem.training.schedule import calculate_num_steps, linear_schedule
+
+    resume_state = ck.load_training_state(out) if args.resume else None
+    if args.resume and resume_state is None:
+        logger.warning("--resume: no %s in %s; starting a new run", ck.TRAINING_STATE, out)
+    if resume_state is None:
+        if args.pretrain_ckpt is None:
+            logger.warning("No --pretrain_ckpt: training from scratch (random initialisation)")
+        else:
+            load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
+    model.to(dist.device)
+
+    data_rng = np.random.RandomState(args.seed + dist.rank)
+    train_data = ELDataset(splits["train"], tokenizer, options, is_training=True, rng=data_rng,
+                           id_to_row=rows.id_to_row)
+    dev_data = eval_dataset(splits["dev"])
+    counts = calculate_num_steps(len(train_data), args.train_batch_size, dist.world_size,
+                                 args.num_train_epochs, args.gradient_accumulation_steps,
+                                 args.warmup_ratio)
+    print(f"Data size for each epoch under DistributedSampler:  {counts.data_size}") \
+        if dist.is_main else None
+    logger.info("Total global training steps: %d, Total local training steps: %d, Warmup steps: %d",
+                counts.total_global_steps, counts.total_local_steps, counts.warmup_steps)
+    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
+    scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
+
+    state = LoopState()
+    if resume_state is not None:
+        state = _restore(resume_state, model, optimizer, scheduler, data_rng, dist, counts)
+        logger.info("Resumed from %s: epoch %d, batch %d, global step %d, best EM %.2f%%, wait %d",
+                    out / ck.TRAINING_STATE, state.epoch + 1, state.batch_in_epoch,
+                    state.global_step, state.best * 100, state.wait)
+
+    net = model
+    if dist.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+            find_unused_parameters=False)
+
+    def evaluate():
+        predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows)
+        return dev_scores(splits["dev"], predictions.topk, names)
+
+    def save_best(epoch: int, step: int, score: float) -> None:
+        if dist.is_main:
+            save_best_checkpoint(model, out, rows, epoch, step, score)
+
+    def save_state(st: LoopState) -> None:
+        rng = dist_utils.gather_objects(ck.capture_rng_state(data_rng))
+        if dist.is_main:
+            ck.save_training_state(out, {
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "loop": st.to_dict(), "rng": rng, "world_size": dist.world_size,
+                "counts": asdict(counts), "entity_rows": "compact" if rows.compact else "full"})
+        dist_utils.barrier()
+
+    writer = None
+    if dist.is_main and args.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.global_step + 1
+                               if state.global_step else None)
+    job = TrainJob(
+        model=net, optimizer=optimizer, scheduler=scheduler, train_data=train_data,
+        collate=collate, evaluate=evaluate, save_best=save_best, save_state=save_state,
+        counts=counts, dist=dist, train_batch_size=args.train_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_grad_norm=args.max_grad_norm, eval_period=args.eval_period, wait_step=args.wait_step,
+        num_train_epochs=args.num_train_epochs, seed=args.seed, shuffle=not args.debug,
+        save_training_state=args.save_training_state, tensorboard=writer, state=state)
+    try:
+        result = train(job)
+    finally:
+        if writer is not None:
+            writer.close()
+    if result.stopped_by == "nan":
+        logger.error("Training stopped on a NaN/inf loss; predicting with the best checkpoint so far")
+        return EXIT_NAN
+    return 0
+
+
+def _restore(saved: dict, model, optimizer, scheduler, data_rng, dist: DistInfo, counts) -> Any:
+    from edmem.training.loop import LoopState
+
+    if saved["world_size"] != dist.world_size:
+        raise CheckpointError(f"the training state was saved by {saved['world_size']} process(es); "
+                              f"resume it with the same number (got {dist.world_size})")
+    if saved["counts"] != asdict(counts):
+        raise CheckpointError("the training state was saved with other step counts (batch size, "
+                              "epochs, data or gradient accumulation changed); resume with the "
+                              "original flags")
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"the training state does not fit the model flags: {exc}") from None
+    model._tie_weights()
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    ck.restore_rng_state(saved["rng"][dist.rank], data_rng)
+    return LoopState(**saved["loop"])
+
+
+def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset) -> None:
+    from edmem.inference.predict import dev_scores, predict_entities
+    from edmem.inference.writer import prediction_paths, write_predictions, write_scores
+
+    model.to(dist.device)
+    load_weights(model, out, "--output_dir")
+    split = "dev" if args.predict_on_dev else "test"
+    examples = splits[split]
+    predictions = predict_entities(model, eval_dataset(examples), collate,
+                                   args.predict_batch_size, dist, rows, progress=True)
+    pred_path, score_path = prediction_paths(out, args.prefix)
+    if dist.is_main:
+        write_predictions(pred_path, predictions.topk, names)
+        logger.info("Saved prediction in %s", pred_path)
+        if args.save_scores:
+            write_scores(score_path, predictions.topk, predictions.scores)
+            logger.info("Saved scores in %s", score_path)
+    scores = dev_scores(examples, predictions.topk, names)
+    logger.info("EM on %s data: %.2f%%", split, scores.em * 100)
+    logger.info("Entity-id accuracy on %s data: %.2f%%", split, scores.id_accuracy * 100)
+    dist_utils.barrier()
+
+
+# ---------------------------------------------------------------------------- error boundary
+def main_with_errors(argv: list[str] | None, mode: str, prog: str) -> int:
+    """Parse, run, and turn bad input into ``<prog>: error: <one line>`` + a non-zero exit."""
+    from edmem.training.args import parse_args
+
+    args = parse_args(argv, mode=mode, prog=prog)
+    try:
+        return run(args)
+    except (EDMemError, OSError) as exc:
+        where = ""
+        if dist_utils_world() > 1:
+            where = f"[rank {dist_utils_rank()}] "
+        message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
+        print(f"{prog}: error: {where}{message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def dist_utils_world() -> int:
+    import os
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def dist_utils_rank() -> int:
+    import os
+    return int(os.environ.get("RANK", "0"))
