@@ -69,7 +69,7 @@ class DetailLoss:
         return iter(self._values())
 
     def __str__(self) -> str:
-        return ", ".join(f"{name}: {getattr(self, name)}" for name in DETAIL_LOSS_NAMES)
+        return ", ".join(f"{name}: {str(getattr(self, name))}" for name in DETAIL_LOSS_NAMES)
 
 
 @dataclass
