@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from edmem.config import EDMemConfig
+from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
 from edmem.data.tokenization import load_tokenizer, train_bpe_tokenizer
-from edmem.modeling.checkpoints import load_original_state_dict
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.args import parse_args
 from edmem.pretraining.cli import main
@@ -22,9 +21,11 @@ from edmem.pretraining.corpus import open_or_build_cache
 from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
 from edmem.pretraining.runner import build_model, entity_rows_for, pretrain
+from edmem.training.args import parse_args as parse_train_args
 from edmem.training.checkpointing import load_training_state
 from edmem.training.logging_setup import close_logging
 from edmem.training.optim import build_optimizer
+from edmem.training.runner import build_config, load_entity_rows, load_weights
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "pretraining"
 TINY_BART = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
@@ -60,7 +61,7 @@ def _close_logs():
 def test_a_few_optimizer_steps_reduce_the_loss(model_dir: Path, tmp_path: Path) -> None:
     args = parse_args(_argv(model_dir, tmp_path, "--dropout", "0"))
     tokenizer = load_tokenizer(model_dir)
-    rows = entity_rows_for(args)
+    rows = entity_rows_for(args, tmp_path)
     encode = functools.partial(encode_with_mentions, tokenizer, max_length=128, bos_prefix=True)
     cache = open_or_build_cache(CORPUS / "train.jsonl", encode, tokenizer, {}, tmp_path / "cache")
     special = SpecialTokenIds.from_tokenizer(tokenizer)
@@ -79,7 +80,7 @@ def test_a_few_optimizer_steps_reduce_the_loss(model_dir: Path, tmp_path: Path) 
         assert torch.allclose(out.loss, detail.lm_loss + el)
         assert float(detail.lm_loss) > 0 and all(float(x) > 0 for x in
                                                  (detail.encoder_elloss, detail.decoder_elloss, detail.final_elloss))
-        losses.append(float(out.loss))
+        losses.append(out.loss.item())
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -87,16 +88,18 @@ def test_a_few_optimizer_steps_reduce_the_loss(model_dir: Path, tmp_path: Path) 
     assert losses[-1] < losses[0] - 0.5
 
 
-def _load_as_pretrain_ckpt(model_dir: Path, ckpt: Path) -> EDMemModel:
-    """What fine-tuning does with --pretrain_ckpt: rebuild an EL model from --model_name and the
-    run_QA flags, then load ckpt/pytorch_model.bin strictly."""
-    rows = json.loads((ckpt / "entity_rows.json").read_text())["num_rows"]
-    config = EDMemConfig.from_bart_config(model_dir, {
-        "num_lower_layers": 1, "num_upper_layers": 1, "entity_embed_size": 16, "entity_vocab_size": rows,
-        "generate_target": "entity_linking", "lower_decoder_attn": "upper_encoder"})
-    model = EDMemModel(config)
-    report = load_original_state_dict(model, ckpt, strict=True)
-    assert report.ok
+def _load_as_pretrain_ckpt(model_dir: Path, ckpt: Path, tmp_path: Path) -> EDMemModel:
+    """Exactly what run_qa / edmem train do with --pretrain_ckpt: rows and config from the
+    fine-tuning flags, a fresh EL-mode model, a strict load of ckpt/pytorch_model.bin."""
+    args = parse_train_args(["--task", "wq", "--output_dir", str(tmp_path / "finetune"),
+                             "--model_name", str(model_dir), "--pretrain_ckpt", str(ckpt),
+                             "--id2entity_file", str(CORPUS / "entid2entityitemid.json"),
+                             "--compact_entity_memory", "True", "--num_lower_layers", "1",
+                             "--num_upper_layers", "1", "--entity_embed_size", "16",
+                             "--lower_decoder_attn", "upper_encoder"], mode="train")
+    rows = load_entity_rows(args, tmp_path / "finetune", load_id2entity(args.id2entity_file))
+    model = EDMemModel(build_config(args, load_tokenizer(args.model_name), rows.num_rows))
+    load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
     return model
 
 
@@ -114,7 +117,8 @@ def test_pretrain_writes_a_valid_pretrain_ckpt(model_dir: Path, tmp_path: Path) 
 
     state = torch.load(out / "pytorch_model.bin", weights_only=True)
     assert "LMHead.weight" in state and "EncoderEntityMemory.EntityEmbedding.weight" in state  # aliases
-    model = _load_as_pretrain_ckpt(model_dir, out)
+    model = _load_as_pretrain_ckpt(model_dir, out, tmp_path)
+    assert model.config.generate_target == "entity_linking"
     assert torch.equal(model.EntityEmbedding.weight, state["EntityEmbedding.weight"])
 
 
@@ -143,7 +147,7 @@ def test_cli_refuses_to_overwrite_and_prints_help(model_dir: Path, tmp_path: Pat
     out = tmp_path / "out"
     out.mkdir()
     (out / "pytorch_model.bin").write_bytes(b"")
-    assert main(_argv(model_dir, tmp_path)) == 2
+    assert main(_argv(model_dir, tmp_path)) == 1
     assert "--overwrite_output" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -118,4 +118,6 @@ def build_parser(prog: str | None = "edmem pretrain") -> argparse.ArgumentParser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    args.do_train = True  # read by the training package's output-dir and entity-row helpers
+    return args

@@ -1,27 +1,33 @@
-"""``edmem pretrain``: parse the flags, run :func:`edmem.pretraining.runner.pretrain`, report."""
+"""``edmem pretrain``: parse the flags, run :func:`edmem.pretraining.runner.pretrain`, report.
+
+Bad input or settings end with one ``edmem pretrain: error: ...`` line and exit status 1, like
+``edmem train``.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from edmem.errors import EDMemError
-
 
 def main(argv: list[str] | None = None) -> int:
+    from edmem.errors import EDMemError
     from edmem.pretraining.args import parse_args
     from edmem.pretraining.runner import pretrain
-    from edmem.training.distributed import cleanup
+    from edmem.training.runner import EXIT_ERROR
 
     args = parse_args(argv)
     try:
         result = pretrain(args)
-    except EDMemError as exc:  # bad input or settings: one clear line, no traceback
-        print(f"edmem pretrain: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup()
+    except (EDMemError, OSError) as exc:
+        message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
+        print(f"edmem pretrain: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("edmem pretrain: interrupted (continue with --resume)", file=sys.stderr)
+        return 130
     best = result.best_metrics or {}
-    shown = f", {result.selection_metric} {best[result.selection_metric]:.4g}" if result.selection_metric in best else ""
+    shown = (f", {result.selection_metric} {best[result.selection_metric]:.4g}"
+             if result.selection_metric in best else "")
     print(f"Pretrained {result.global_step} steps ({result.stopped_by}); best checkpoint from step "
           f"{result.best_step}{shown}: {result.output_dir} (use it as --pretrain_ckpt)")
     return 0

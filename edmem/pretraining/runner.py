@@ -25,25 +25,25 @@ from edmem.config import EDMemConfig
 from edmem.data.entity_rows import EntityRows
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
-from edmem.data.tokenization import load_tokenizer
-from edmem.errors import CheckpointError, EDMemError
-from edmem.modeling.checkpoints import WEIGHTS_NAME, load_original_state_dict
+from edmem.errors import CheckpointError
+from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.collate import PretrainCollator
 from edmem.pretraining.corpus import TokenCache, open_or_build_cache
 from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.evaluate import evaluate_pretraining
-from edmem.pretraining.loop import PERPLEXITY, LoopState, PretrainJob, run
+from edmem.pretraining.loop import PERPLEXITY, LoopState, PretrainJob, run, selection_score
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
 from edmem.pretraining.metrics import ACCESSES, RECALL_KS
 from edmem.training import distributed as dist_utils
-from edmem.training.checkpointing import (atomic_torch_save, atomic_write_text, capture_rng_state,
-                                          load_training_state, remove_stale_temp_files,
-                                          restore_rng_state, save_training_state)
+from edmem.training.checkpointing import (atomic_write_text, capture_rng_state, load_training_state,
+                                          save_training_state)
 from edmem.training.distributed import DistInfo
-from edmem.training.logging_setup import setup_logging
+from edmem.training.logging_setup import close_logging, setup_logging
 from edmem.training.loop import seed_everything
 from edmem.training.optim import build_optimizer
+from edmem.training.runner import (UsageError, _restore, load_entity_rows, load_tokenizer, load_weights,
+                                   prepare_output_dir, save_best_checkpoint)
 from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
 
 logger = logging.getLogger("__main__")
@@ -68,29 +68,31 @@ class PretrainResult:
 def check_args(args: argparse.Namespace) -> None:
     """Refuse settings that would fail late (after tokenising a large corpus)."""
     if args.selection_metric not in SELECTION_METRICS:
-        raise EDMemError(f"--selection_metric {args.selection_metric!r}: expected one of {SELECTION_METRICS}")
+        raise UsageError(f"--selection_metric {args.selection_metric!r}: expected one of {SELECTION_METRICS}")
     for name in ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps", "eval_period",
                  "max_seq_length"):
         if getattr(args, name) < 1:
-            raise EDMemError(f"--{name} must be >= 1")
+            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
     if args.max_steps <= 0 and args.num_train_epochs < 1:
-        raise EDMemError("give --max_steps > 0 or --num_train_epochs >= 1")
+        raise UsageError("give --max_steps > 0 or --num_train_epochs >= 1")
     if args.compact_entity_memory and not args.id2entity_file:
-        raise EDMemError("--compact_entity_memory needs --id2entity_file (the ids that get memory rows)")
-    out = Path(args.output_dir)
-    if (out / WEIGHTS_NAME).exists() and not (args.overwrite_output or args.resume):
-        raise EDMemError(f"{out / WEIGHTS_NAME} exists: pass --resume to continue that run or "
-                         "--overwrite_output True to start over")
+        raise UsageError("--compact_entity_memory needs --id2entity_file (the ids that get memory rows)")
+    if args.pretrain_ckpt is not None and not Path(args.pretrain_ckpt).is_dir():
+        raise CheckpointError(f"--pretrain_ckpt {args.pretrain_ckpt}: directory not found")
 
 
-def entity_rows_for(args: argparse.Namespace) -> EntityRows:
-    if args.compact_entity_memory:
-        return EntityRows.compact_from_ids(load_id2entity(args.id2entity_file).ids())
-    return EntityRows.identity(args.entity_vocab_size)
+def entity_rows_for(args: argparse.Namespace, out: Path) -> EntityRows:
+    """Fine-tuning's rule: the saved mapping when resuming, else compact from the vocabulary, else
+    the full identity memory. The vocabulary is only read when it decides the rows."""
+    names = load_id2entity(args.id2entity_file) if args.compact_entity_memory else None
+    return load_entity_rows(args, out, names)
 
 
 def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMemModel:
-    """Random init (the original pretrained from scratch, Q32) or ``--pretrain_ckpt``; LM+EL mode."""
+    """A randomly initialised model in LM+EL mode (the original pretrained from scratch, Q32).
+
+    Like fine-tuning's ``build_config`` but with ``generate_target="pretraining"`` and enough
+    top-k candidates for recall@100."""
     special = SpecialTokenIds.from_tokenizer(tokenizer)
     config = EDMemConfig.from_bart_config(
         args.model_name, args, generate_target="pretraining", entity_vocab_size=num_rows,
@@ -98,13 +100,9 @@ def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMe
         # recall@100 needs 100 candidates per read (capped by the memory size).
         inference_nearest_k_entity=min(num_rows, max(args.inference_nearest_k_entity, max(RECALL_KS))))
     if config.vocab_size != len(tokenizer):
-        raise EDMemError(f"{args.model_name}: config vocab_size + 2 markers = {config.vocab_size} but the "
+        raise UsageError(f"--model_name {args.model_name}: config vocab_size + 2 markers = {config.vocab_size} but the "
                          f"tokenizer has {len(tokenizer)} tokens")
-    model = EDMemModel(config)
-    if args.pretrain_ckpt:
-        report = load_original_state_dict(model, args.pretrain_ckpt)
-        logger.info("Initialised from %s (%s)", args.pretrain_ckpt, report.describe())
-    return model
+    return EDMemModel(config)
 
 
 def step_counts(args: argparse.Namespace, num_passages: int, world_size: int) -> tuple[StepCounts, int]:
@@ -134,14 +132,18 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
     """Run ``edmem pretrain`` in this process (DDP when launched by torchrun)."""
     check_args(args)
     dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
-    out = Path(args.output_dir)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(out)
-    dist_utils.barrier()
+    try:
+        return _pretrain(args, dist)
+    finally:
+        close_logging()
+        dist_utils.cleanup()
+
+
+def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
+    out = prepare_output_dir(args, dist)
     setup_logging(out / "log.txt", dist.is_main, args.log_level, args.log_level_replica)
     if dist.is_main:
-        (out / "args").write_text(str(args) + "\n")
+        atomic_write_text(out / "args", f"{args}\n")
     logger.info(args)
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
@@ -149,7 +151,7 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
 
     tokenizer = load_tokenizer(args.model_name)
     special = SpecialTokenIds.from_tokenizer(tokenizer)
-    rows = entity_rows_for(args)
+    rows = entity_rows_for(args, out)
     masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
                             args.loss_on_mask_tokens)
     train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
@@ -164,7 +166,13 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
     logger.info("Train passages: %d, dev passages: %d, memory rows: %d%s", len(train_data),
                 len(dev_data) if dev_data is not None else 0, rows.num_rows, " (compact)" if rows.compact else "")
 
-    model = build_model(args, tokenizer, rows.num_rows).to(dist.device)
+    model = build_model(args, tokenizer, rows.num_rows)
+    saved = load_training_state(out) if args.resume else None
+    if args.resume and saved is None:
+        logger.warning("--resume: no training state in %s; starting a new run", out)
+    if saved is None and args.pretrain_ckpt:
+        load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
+    model.to(dist.device)
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
     counts, num_epochs = step_counts(args, len(train_data), dist.world_size)
     scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
@@ -173,19 +181,11 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
     state = LoopState(best=-math.inf)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"step": 0, "metrics": None}
-    saved = load_training_state(out) if args.resume else None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = LoopState(**saved["loop"])
-        history = json.loads(saved["history"])
-        best = json.loads(saved["best"])
-        restore_rng_state(saved["rng"][min(dist.rank, len(saved["rng"]) - 1)])
+        state = _restore(saved, model, optimizer, scheduler, None, dist, counts)
+        history, best = json.loads(saved["history"]), json.loads(saved["best"])
         logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / "training_state.pt",
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
-    elif args.resume:
-        logger.warning("--resume: no training state in %s; starting from scratch", out)
 
     net = model
     if dist.distributed:
@@ -195,7 +195,8 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
     writer = None
     if args.tensorboard and dist.is_main:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"))
+        writer = SummaryWriter(str(out / "tensorboard"),
+                               purge_step=state.global_step + 1 if state.global_step else None)
 
     def evaluate() -> dict[str, float] | None:
         if dev_data is None:
@@ -208,8 +209,8 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
     def save_best(step: int, metrics: dict[str, float] | None) -> None:
         best.update(step=step, metrics=metrics)
         if dist.is_main:
-            save_checkpoint(model, rows, out)
-            logger.info("Checkpoint saved to %s", out)
+            score = selection_score(metrics, args.selection_metric) if metrics else float("nan")
+            save_best_checkpoint(model, out, rows, state.epoch + 1, step, score)
         dist_utils.barrier()
 
     def save_state(st: LoopState) -> None:
@@ -218,7 +219,7 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
             save_training_state(out, {
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "loop": st.to_dict(), "rng": rng,
+                "loop": st.to_dict(), "rng": rng, "world_size": dist.world_size, "counts": asdict(counts),
                 "history": json.dumps(history), "best": json.dumps(best)})
             write_metrics(out, args.selection_metric, best, history)
         dist_utils.barrier()
@@ -243,16 +244,6 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
     return PretrainResult(output_dir=out, checkpoint=out / WEIGHTS_NAME, best_metrics=best["metrics"],
                           best_step=int(best["step"]), global_step=outcome.global_step,
                           selection_metric=args.selection_metric, stopped_by=outcome.stopped_by)
-
-
-def save_checkpoint(model: EDMemModel, rows: EntityRows, out: Path) -> Path:
-    """The best model as a ``--pretrain_ckpt`` directory, written so a kill never leaves a torn file:
-    config and row map first, ``pytorch_model.bin`` (all alias keys, original layout) last."""
-    model.config.save_pretrained(str(out))
-    if rows.compact:
-        rows.save(out)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return atomic_torch_save(state, out / WEIGHTS_NAME)
 
 
 def write_metrics(out: Path, selection: str, best: dict[str, Any], history: list[dict[str, Any]]) -> None:
