@@ -312,14 +312,10 @@ def build_parser(mode: str = "run_qa", prog: str | None = None) -> argparse.Argu
             continue
         _add(groups[flag.group], flag, required=required)
     if mode != "run_qa":
-        # Hidden generation flags still parse, so a run_QA.py command line works after
-        # replacing the program name; they are validated like in run_qa.
+        # Every other run_QA.py flag still parses (hidden from --help), so an original command
+        # line works after replacing the program name; generation flags are validated later.
         hidden = parser.add_argument_group()
         for flag in FLAGS:
-            if flag.group == G_GEN and flag.name not in {f.name for f in FLAGS if mode in f.modes}:
-                _add_hidden(hidden, flag)
-        for name in ("do_train", "do_predict", "overwrite_output", "pretrain_ckpt", "dropout"):
-            flag = next(f for f in FLAGS if f.name == name)
             if mode not in flag.modes:
                 _add_hidden(hidden, flag)
     return parser

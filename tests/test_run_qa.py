@@ -1,0 +1,156 @@
+"""End to end through the run_QA.py command line on the tiny self-made task: files, log lines,
+prediction format, predict-only from the saved checkpoint, and bad input -> one clear line."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import el_tiny
+from edmem.run_qa import main as run_qa
+from edmem.inference.cli import main as predict_cli
+from edmem.training.cli import main as train_cli
+
+LEARN = ("--dropout", "0", "--max_grad_norm", "1.0", "--learning_rate", "1e-2")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, str]:
+    return el_tiny.build(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "out"
+    rc = run_qa(el_tiny.flags(tiny, out, "--do_train", "--do_predict", "--save_scores", "True",
+                              "--tensorboard", "True", *LEARN))
+    assert rc == 0
+    return out
+
+
+@pytest.mark.slow
+def test_train_and_predict_write_the_original_files(trained):
+    for name in ("args", "log.txt", "pytorch_model.bin", "config.json", "model.safetensors",
+                 "entity_rows.json", "training_state.pt", "predictions.json",
+                 "prediction_scores.json", "best_checkpoint.json"):
+        assert (trained / name).is_file(), name
+    assert list((trained / "tensorboard").iterdir())
+    assert (trained / "args").read_text().startswith("Namespace(data_dir=")
+    log = (trained / "log.txt").read_text()
+    line = r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d - INFO - __main__ - "
+    assert re.search(line + r"Total global training steps: \d+, Total local training steps: \d+, "
+                     r"Warmup steps: \d+", log)
+    assert re.search(line + r"Step \d+, Train loss \d+\.\d\d, EM \d+\.\d\d%, Detail loss: lm_loss: "
+                     r"0\.0, el_loss: [\d.]+, encoder_elloss: [\d.]+, decoder_elloss: [\d.]+, "
+                     r"final_elloss: [\d.]+, epoch=\d+\n", log)
+    assert re.search(line + r"Saving model with best EM: -100\.00% -> \d+\.\d\d% on epoch=1, "
+                     r"global_step=4\n", log)
+    assert "********************Epoch 1********************" in log
+    assert re.search(line + r"Best EM on validation data: \d+\.\d\d\n", log)
+    assert re.search(line + r"EM on test data: \d+\.\d\d%\n", log)
+    best = float(re.search(r"Best EM on validation data: ([\d.]+)", log).group(1))
+    assert best >= 50.0  # the tiny task is learnable
+
+
+@pytest.mark.slow
+def test_predictions_have_the_original_format_in_original_ids(trained, tiny):
+    predictions = json.loads((trained / "predictions.json").read_text())
+    test_ids = [json.loads(l)["id"] for l in open(Path(tiny["data_dir"]) / "wq" / "el_wq-test.jsonl")]
+    assert list(predictions) == test_ids
+    names = {int(k): v["entity"] for k, v in json.loads(Path(tiny["id2entity_file"]).read_text()).items()}
+    for name, ids in predictions.values():
+        assert len(ids) == 5 and all(isinstance(i, int) for i in ids)
+        assert ids[0] in names or ids[0] < 10            # original ids, never compact rows
+        assert name == names.get(ids[0], "")
+    scores = json.loads((trained / "prediction_scores.json").read_text())
+    for qid, entry in scores.items():
+        assert entry["ids"] == predictions[qid][1]
+        assert entry["scores"] == sorted(entry["scores"], reverse=True)
+
+
+@pytest.mark.slow
+def test_predict_only_reproduces_the_predictions(trained, tiny, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(trained, out, ignore=shutil.ignore_patterns("predictions.json", "*.pt"))
+    flags = el_tiny.flags(tiny, out, "--prefix", "again_")
+    rc = predict_cli([f for f in flags if f not in ("--compact_entity_memory", "True")])
+    assert rc == 0
+    assert (out / "again_predictions.json").read_text() == (trained / "predictions.json").read_text()
+    assert (out / "again_log.txt").is_file()
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [l for l in err.splitlines() if ": error: " in l]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_answer_generation_is_refused_clearly(tiny, tmp_path, capsys):
+    flags = el_tiny.flags(tiny, tmp_path / "o", "--do_train")
+    flags[flags.index("entity_linking")] = "answer"
+    assert run_qa(flags) == 1
+    assert "answer generation is not implemented" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("--data_dir", "/nonexistent"), "task directory not found"),
+    (("--id2entity_file", "/nonexistent/x.json"), "file not found"),
+    (("--id2entity_file", "vocab.txt"), "must be a .json file"),
+    (("--pretrain_ckpt", "/nonexistent"), "directory not found"),
+    (("--model_name", "/nonexistent-model"), "--model_name /nonexistent-model"),
+    (("--train_batch_size", "0"), "at least 1"),
+])
+def test_bad_flags_give_one_line_and_a_non_zero_exit(tiny, tmp_path, capsys, change, expected):
+    flags = el_tiny.flags(tiny, tmp_path / "o", "--do_train")
+    if change[0] in flags:
+        flags[flags.index(change[0]) + 1] = change[1]
+    else:
+        flags += list(change)
+    assert run_qa(flags) == 1
+    assert expected in _error_line(capsys)
+
+
+def test_a_malformed_training_line_names_file_and_line(tiny, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny["data_dir"], data)
+    train = data / "wq" / "el_wq-train.jsonl"
+    lines = train.read_text().splitlines()
+    lines[2] = lines[2][:-5]
+    train.write_text("\n".join(lines) + "\n")
+    flags = el_tiny.flags(dict(tiny, data_dir=str(data)), tmp_path / "o", "--do_train")
+    assert run_qa(flags) == 1
+    line = _error_line(capsys)
+    assert "el_wq-train.jsonl" in line and "line 3" in line
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_does_not_fit_the_flags_is_a_clear_error(trained, tiny, capsys):
+    flags = el_tiny.flags(tiny, trained, "--entity_embed_size", "8", "--prefix", "x_")
+    assert predict_cli(flags) == 1
+    line = _error_line(capsys)
+    assert "does not fit" in line and "EntityEmbedding.weight" in line
+
+
+@pytest.mark.slow
+def test_training_into_a_finished_run_needs_overwrite_or_resume(trained, tiny, capsys):
+    assert train_cli(el_tiny.flags(tiny, trained)) == 1
+    assert "--overwrite_output True" in _error_line(capsys)
+
+
+def test_predict_without_a_checkpoint_is_a_clear_error(tiny, tmp_path, capsys):
+    assert predict_cli(el_tiny.flags(tiny, tmp_path / "empty")) == 1
+    assert "no pytorch_model.bin or model.safetensors" in _error_line(capsys)
+
+
+def test_help_of_the_friendly_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_cli(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "torchrun" in text and "--resume" in text
