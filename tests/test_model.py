@@ -274,3 +274,19 @@ def test_from_scratch_init():
     assert m.EncoderEntityMemory.InputLayer.linear.bias.abs().sum() == 0
     default = EDMemModel(tiny_config(memory_projection_init="pytorch_default"))
     assert default.EncoderEntityMemory.InputLayer.linear.bias.abs().sum() > 0  # nn.Linear default init
+
+
+def test_batch_without_question_mentions(model):
+    """No <E_s> in the encoder input (a question with no linked mention): empty reads, no NaN."""
+    enc = torch.tensor([[0, 0, 5, 6, 7, 2], [0, 0, 9, 10, 2, PAD]])
+    dec = torch.tensor([[2, 0, 0, 5, 6, 7, ES], [PAD, 2, 0, 0, 9, 10, ES]])
+    link = torch.zeros_like(dec)
+    link[:, -1] = torch.tensor([20, 21])
+    model.train()
+    out = model(enc, (enc != PAD).long(), None, dec, (dec != PAD).long(), torch.zeros_like(enc), link)
+    assert out.detail_loss.encoder_elloss.item() == 0.0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    model.eval()
+    with torch.no_grad():
+        ev = model(enc, (enc != PAD).long(), decoder_input_ids=dec, decoder_attention_mask=(dec != PAD).long())
+    assert ev.topk_entity[0].shape == (0, K) and ev.topk_entity[2].shape == (2, K)
