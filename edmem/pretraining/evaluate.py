@@ -19,17 +19,13 @@ import torch
 from torch import nn
 
 from edmem.data.collate import LABEL_IGNORE
+from edmem.inference.predict import _unwrap  # the bare model: eval never goes through DDP
 from edmem.pretraining.metrics import RECALL_KS, PretrainMetrics
 from edmem.training.distributed import DistInfo, all_reduce_sum
 
 logger = logging.getLogger(__name__)
 
 EVAL_INPUTS = ("input_ids", "attention_mask", "labels")
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Evaluate the bare model, never through DDP (ranks may run different numbers of batches)."""
-    return model.module if hasattr(model, "module") else model
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edmem.data.collate import LABEL_IGNORE as IGNORE_INDEX
+from edmem.data.tokenization import marker_ids
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,9 @@ class SpecialTokenIds:
         return (self.bos, self.eos, self.pad, self.unk, self.mask, self.entity_start, self.entity_end)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, entity_start: str = "<E_s>", entity_end: str = "<E_e>") -> "SpecialTokenIds":
-        """Read the ids from a BART-style tokenizer that already holds the two entity markers."""
-        start = tokenizer.convert_tokens_to_ids(entity_start)
-        end = tokenizer.convert_tokens_to_ids(entity_end)
-        if start == tokenizer.unk_token_id or end == tokenizer.unk_token_id:
-            raise ValueError(f"tokenizer lacks the entity markers {entity_start!r}/{entity_end!r}")
+    def from_tokenizer(cls, tokenizer: Any) -> "SpecialTokenIds":
+        """Read the ids from a BART-style tokenizer that holds the two entity markers."""
+        start, end = marker_ids(tokenizer)
         return cls(bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,
                    unk=tokenizer.unk_token_id, mask=tokenizer.mask_token_id, entity_start=start,
                    entity_end=end, text_vocab_size=min(start, end))
