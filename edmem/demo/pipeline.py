@@ -1,0 +1,475 @@
+"""The stages of ``edmem demo``: KB → tokenizer → pretraining → fine-tuning (+ the no-pretraining
+baseline) → prediction → evaluation → report.
+
+Each stage calls the public, in-process API of the package that owns the step (the demo only
+chooses settings and file locations), so the demo exercises exactly what a user runs by hand:
+
+* knowledge base: :func:`edmem.demo.build.build_demo_data`
+* tokenizer: :func:`edmem.data.tokenization.train_bpe_tokenizer` (+ the model shape written into
+  its ``config.json``, which is what ``--model_name`` reads the architecture from)
+* pretraining: :func:`edmem.pretraining.runner.pretrain` with ``edmem pretrain`` flags
+* fine-tuning / prediction: :func:`edmem.training.runner.run` with ``run_QA.py`` flags
+* evaluation: ``edmem evaluate all`` (the original exact_match / entity_linking_eval lines, hits@k)
+* baselines: :func:`edmem.demo.questions.most_frequent_answer_baseline` and the same fine-tuning
+  from a random initialisation (what the memory's pretraining is worth).
+
+Every artefact lands under one output folder (layout in :data:`LAYOUT` and docs/demo.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from edmem.errors import EDMemError
+
+# What the demo writes under --output_dir (also what --overwrite removes; nothing else is touched).
+LAYOUT: dict[str, str] = {
+    "data": "knowledge base, EL questions, pretraining passages (original formats)",
+    "tokenizer": "byte-level BPE + the tiny BART config (the --model_name directory)",
+    "cache": "tokenised pretraining corpus",
+    "pretrain": "pretrained checkpoint (a --pretrain_ckpt), pretrain_metrics.json, log, TensorBoard",
+    "finetune": "EL model fine-tuned from the pretrained checkpoint, predictions.json, log, TensorBoard",
+    "baseline_no_pretrain": "the same fine-tuning from a random initialisation, predictions.json",
+    "baseline_most_frequent": "predictions.json of the most-frequent-answer-per-relation baseline",
+    "eval": "<system>.txt (the original scripts' printed lines) and <system>.json (every figure)",
+    "summary.json": "every figure of the summary table",
+    "summary.txt": "the summary table as printed",
+    "curves.png": "training curves and hits@k bars",
+    "demo.log": "log lines of every stage (the console shows progress bars and the table)",
+    "settings.json": "the settings of this run",
+}
+HITS_KS = (1, 5, 10, 100)
+SYSTEMS = ("edmem", "no_pretrain", "most_frequent")
+MODEL_STAGES = ("finetune", "baseline_no_pretrain")
+
+
+@dataclass
+class DemoSettings:
+    """Every knob of the demo. Defaults: the ≤10-minute run on 2 CPU cores (docs/demo.md)."""
+
+    output_dir: Path = Path("runs/demo")
+    seed: int = 0
+    # knowledge base (edmem.demo.build.build_demo_data)
+    num_cities: int = 400
+    paraphrases_per_fact: int = 3
+    # tokenizer
+    vocab_size: int = 1000
+    # model shape (a tiny BART: lower + upper layers in encoder and decoder)
+    d_model: int = 128
+    num_lower_layers: int = 1
+    num_upper_layers: int = 1
+    attention_heads: int = 4
+    ffn_dim: int = 512
+    entity_embed_size: int = 128
+    dropout: float = 0.1
+    # pretraining (edmem pretrain)
+    pretrain_steps: int = 3000
+    pretrain_batch_size: int = 64
+    pretrain_lr: float = 1e-3
+    mlm_probability: float = 0.15
+    ssm_probability: float = 0.5
+    pretrain_eval_period: int = 500
+    max_seq_length: int = 64
+    # fine-tuning (run_QA.py --generate_target entity_linking)
+    finetune_epochs: int = 20
+    finetune_batch_size: int = 32
+    finetune_lr: float = 5e-4
+    finetune_eval_period: int = 50
+    wait_step: int = 6
+    # run control
+    num_threads: int = 0            # torch CPU threads (0 = torch's default)
+    skip_no_pretrain_baseline: bool = False
+    verbose: bool = False
+    # Soft time budget per stage, seconds (a stage over budget is flagged in the table).
+    budgets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["output_dir"] = str(self.output_dir)
+        return data
+
+
+# The default run's plan on 2 shared CPU cores: 10 minutes in all (docs/demo.md has the measurements).
+DEFAULT_BUDGETS: dict[str, float] = {
+    "build_kb": 10, "tokenizer": 10, "pretrain": 330, "finetune": 90, "baseline_no_pretrain": 90,
+    "predict": 20, "evaluate": 10, "report": 15,
+}
+TOTAL_BUDGET = 600.0
+
+
+# ---------------------------------------------------------------------------- stage bookkeeping
+class StageClock:
+    """Wall seconds per stage, in order; prints one line when a stage starts and ends."""
+
+    def __init__(self, echo: Callable[[str], None]):
+        self.seconds: dict[str, float] = {}
+        self.echo = echo
+        self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def stage(self, name: str, what: str) -> Iterator[None]:
+        self.echo(f"[{len(self.seconds) + 1}] {what} ...")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + took
+            self.echo(f"    {name}: {took:.1f}s")
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
+_LOG_LINE = re.compile(r"^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d - ")
+
+
+class _ConsoleRouter(io.TextIOBase):
+    """stderr that sends the stages' log lines (the original's ``date - LEVEL - __main__ - ...``
+    format) to ``demo.log`` and everything else (tqdm bars, warnings) to the real stderr.
+
+    Why: the pretraining and training runners log every step to stderr, which would bury the
+    progress bars; their own log.txt files keep those lines anyway. ``isatty`` is the real
+    stream's, so tqdm still draws bars on a terminal and stays silent otherwise.
+    """
+
+    def __init__(self, real: Any, log: Any):
+        self.real, self.log = real, log
+
+    def write(self, text: str) -> int:
+        (self.log if _LOG_LINE.match(text) else self.real).write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.real, "isatty", lambda: False)())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.real, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def _quiet_logs(log_path: Path, verbose: bool) -> Iterator[None]:
+    if verbose:
+        yield
+        return
+    with log_path.open("a", encoding="utf-8") as log, \
+            contextlib.redirect_stderr(_ConsoleRouter(sys.stderr, log)):
+        yield
+
+
+# ---------------------------------------------------------------------------- output folder
+def prepare_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse to mix two runs: a non-empty folder needs ``overwrite``, which then removes only
+    the entries the demo writes (:data:`LAYOUT`) and leaves anything else alone."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise EDMemError(f"--output_dir {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise EDMemError(f"--output_dir {out} is not empty (an earlier run?); pass --overwrite to "
+                             "replace the demo's files in it, or choose another folder")
+        for name in LAYOUT:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------------- stages
+def write_model_dir(texts: Sequence[str], directory: Path, s: DemoSettings) -> Path:
+    """Tokenizer trained on ``texts`` + a BART ``config.json`` of the demo's size: together the
+    ``--model_name`` directory both pretraining and fine-tuning read the architecture from."""
+    from edmem.data.tokenization import train_bpe_tokenizer
+
+    train_bpe_tokenizer(texts, directory, vocab_size=s.vocab_size)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    layers = s.num_lower_layers + s.num_upper_layers
+    config.update(d_model=s.d_model, encoder_layers=layers, decoder_layers=layers,
+                  encoder_attention_heads=s.attention_heads, decoder_attention_heads=s.attention_heads,
+                  encoder_ffn_dim=s.ffn_dim, decoder_ffn_dim=s.ffn_dim,
+                  max_position_embeddings=max(128, s.max_seq_length), dropout=s.dropout,
+                  attention_dropout=0.0, activation_dropout=0.0, activation_function="gelu",
+                  init_std=0.02, scale_embedding=False)
+    config_path.write_text(json.dumps(config, indent=1), encoding="utf-8")
+    return directory
+
+
+def tokenizer_texts(paths: Any) -> list[str]:
+    """Pretraining passages + train/dev questions (test questions are left out: their words all
+    occur in the corpus and the train templates anyway)."""
+    from edmem.data.jsonio import iter_jsonl
+
+    texts = [obj["text"] for _, obj in iter_jsonl(paths.pretrain_train)]
+    for split in ("train", "dev"):
+        texts += [obj["question"] for _, obj in iter_jsonl(paths.el[split])]
+    return texts
+
+
+def _model_flags(s: DemoSettings) -> list[str]:
+    """Model flags shared by pretraining and fine-tuning (they must agree for --pretrain_ckpt)."""
+    return ["--num_lower_layers", str(s.num_lower_layers), "--num_upper_layers", str(s.num_upper_layers),
+            "--entity_embed_size", str(s.entity_embed_size), "--lower_decoder_attn", "upper_encoder",
+            "--compact_entity_memory", "True", "--dropout", str(s.dropout),
+            "--num_threads", str(s.num_threads), "--seed", str(s.seed)]
+
+
+def pretrain_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path) -> list[str]:
+    return ["--train_file", str(paths.pretrain_train), "--dev_file", str(paths.pretrain_dev),
+            "--model_name", str(model_dir), "--id2entity_file", str(paths.entid2entityitemid),
+            "--output_dir", str(out), "--cache_dir", str(s.output_dir / "cache"),
+            "--overwrite_output", "True", "--max_steps", str(s.pretrain_steps),
+            "--train_batch_size", str(s.pretrain_batch_size), "--predict_batch_size", "128",
+            "--learning_rate", str(s.pretrain_lr), "--warmup_ratio", "0.05",
+            "--max_grad_norm", "1.0", "--mlm_probability", str(s.mlm_probability),
+            "--ssm_probability", str(s.ssm_probability), "--max_seq_length", str(s.max_seq_length),
+            "--eval_period", str(s.pretrain_eval_period), "--selection_metric", "decoder_recall@1",
+            "--save_training_state", "False", "--tensorboard", "True", *_model_flags(s)]
+
+
+def run_qa_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path, *, train: bool,
+                pretrain_ckpt: Path | None) -> list[str]:
+    """``run_QA.py`` flags for EL fine-tuning (``train``) or test prediction with ``out``'s model.
+
+    ``--task`` is given as ``wq`` only to satisfy the original's choices; :func:`run_qa` then sets
+    the demo's task name (``geo``) before running.
+    """
+    argv = ["--task", "wq", "--data_dir", str(paths.data_dir), "--datafile_prefix", paths.datafile_prefix,
+            "--id2entity_file", str(paths.entid2entityitemid),
+            "--id2entitytokens_file", str(paths.entity_tokens), "--model_name", str(model_dir),
+            "--output_dir", str(out), "--generate_target", "entity_linking",
+            "--inference_nearest_k_entity", str(max(HITS_KS)), "--predict_batch_size", "128",
+            *_model_flags(s)]
+    if train:
+        argv += ["--do_train", "--overwrite_output", "True", "--train_batch_size", str(s.finetune_batch_size),
+                 "--learning_rate", str(s.finetune_lr), "--num_train_epochs", str(s.finetune_epochs),
+                 "--warmup_ratio", "0.05", "--max_grad_norm", "1.0",
+                 "--eval_period", str(s.finetune_eval_period), "--wait_step", str(s.wait_step),
+                 "--save_training_state", "False", "--tensorboard", "True"]
+        if pretrain_ckpt is not None:
+            argv += ["--pretrain_ckpt", str(pretrain_ckpt)]
+    else:
+        argv += ["--do_predict"]
+    return argv
+
+
+def run_qa(argv: list[str], task: str) -> None:
+    """Run ``run_QA.py`` in this process; raise on a non-zero status."""
+    from edmem.training.args import parse_args
+    from edmem.training.runner import run
+
+    args = parse_args(argv, mode="run_qa")
+    args.task = task  # the original's --task choices do not include the demo's task name
+    status = run(args)
+    if status:
+        raise EDMemError(f"fine-tuning/prediction in {args.output_dir} ended with status {status} "
+                         f"(see its log.txt)")
+
+
+def most_frequent_predictions(paths: Any, k: int) -> dict[str, list]:
+    """Original-format predictions of the most-frequent-answer baseline, ranked to ``k`` ids.
+
+    The top-1 answer is the one :func:`most_frequent_answer_baseline` picks (checked); the list
+    continues with the relation's next most frequent train answers so hits@k is defined for the
+    baseline too. Non-linkable test questions get the overall ranking (they are scored by EM only).
+    """
+    from edmem.data.jsonio import iter_jsonl
+    from edmem.demo.questions import most_frequent_answer_baseline
+
+    train = [obj for _, obj in iter_jsonl(paths.el["train"])]
+    test = [obj for _, obj in iter_jsonl(paths.el["test"])]
+    reference = most_frequent_answer_baseline(train, test)["predictions"]
+    by_rel: dict[str, Counter] = defaultdict(Counter)
+    overall: Counter = Counter()
+    names: dict[int, str] = {}
+    for q in train:
+        for entity_id, name in {int(a[0]): a[1] for a in q.get("answer_entity", ())}.items():
+            by_rel[q.get("relation", "")][entity_id] += 1
+            overall[entity_id] += 1
+            names[entity_id] = name
+
+    def ranked(counter: Counter) -> list[int]:
+        return sorted(counter, key=lambda e: (-counter[e], e))[:k]
+
+    fallback = ranked(overall)
+    predictions: dict[str, list] = {}
+    for q in test:
+        ids = ranked(by_rel[q["relation"]]) if by_rel.get(q.get("relation", "")) else fallback
+        predictions[str(q["id"])] = [names.get(ids[0], "") if ids else "", ids]
+        expected = reference.get(str(q["id"]))
+        if expected is not None and expected[1][:1] != ids[:1]:
+            raise AssertionError(f"question {q['id']}: ranking disagrees with the baseline's top-1")
+    return predictions
+
+
+def evaluate_predictions(pred_path: Path, paths: Any, out_stem: Path) -> dict[str, Any]:
+    """``edmem evaluate all`` on the test split: the printed lines go to ``<stem>.txt``, every
+    figure to ``<stem>.json``; returns that JSON document."""
+    from edmem.evaluation.cli import main as evaluate_main
+
+    argv = ["all", "-pred", str(pred_path), "-gold", str(paths.el["test"]),
+            "-ans_link", str(paths.sling["test"]), "-entity_vocab", str(paths.entity_names),
+            "--ks", *map(str, HITS_KS), "--json", str(out_stem.with_suffix(".json"))]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = evaluate_main(argv)
+    out_stem.with_suffix(".txt").write_text(printed.getvalue(), encoding="utf-8")
+    if status:
+        raise EDMemError(f"evaluation of {pred_path} failed (status {status}); see {out_stem}.txt")
+    return json.loads(out_stem.with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def headline(scores: dict[str, Any]) -> dict[str, float | int | None]:
+    """The summary's figures from an evaluation document, rates as fractions in [0, 1].
+
+    hits@k / MRR / el_accuracy are over the linkable test questions (those with a gold answer
+    entity); ``em`` is the original exact_match over all test questions, ``em_linkable`` its
+    -ans_link linkable figure, ``el_accuracy_all`` entity_linking_eval's first line."""
+    def frac(percent: float | None) -> float | None:
+        return None if percent is None else percent / 100.0
+
+    em = scores["exact_match"]
+    el = scores["entity_linking"]
+    ranking = el["ranking"]
+    row: dict[str, float | int | None] = {
+        f"hits@{k}": ranking[f"hits@{k}"]["hits"] / max(1, ranking["questions"]) for k in HITS_KS}
+    row.update(
+        mrr=ranking["mrr"], em=frac(em["em"]),
+        em_linkable=frac(em["answer_link"]["linkable"]["em"]) if em.get("answer_link") else None,
+        el_accuracy=frac(el["linkable"]["em"]), el_accuracy_all=frac(el["em"]),
+        questions=scores["questions"], linkable_questions=ranking["questions"])
+    return row
+
+
+# ---------------------------------------------------------------------------- the run
+def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage; return the summary (also written to ``summary.json``)."""
+    import torch
+
+    from edmem.demo.build import build_demo_data, write_entity_tokens
+    from edmem.demo.report import collect_curves, plot_curves, summary_table, write_summary
+    from edmem.training.logging_setup import close_logging
+
+    out = Path(s.output_dir)
+    s.output_dir = out
+    (out / "settings.json").write_text(json.dumps(s.to_json(), indent=1) + "\n", encoding="utf-8")
+    clock = StageClock(echo)
+    if s.num_threads > 0:
+        torch.set_num_threads(s.num_threads)
+    systems: dict[str, dict[str, Any]] = {}
+    info: dict[str, Any] = {}
+
+    with _quiet_logs(out / "demo.log", s.verbose):
+        with clock.stage("build_kb", "building the geographic knowledge base"):
+            paths = build_demo_data(out / "data", seed=s.seed, num_cities=s.num_cities or None,
+                                    paraphrases_per_fact=s.paraphrases_per_fact)
+            info["data"] = {k: v for k, v in paths.counts.items() if k != "build_ms"}
+            info["data"]["memory_rows"] = paths.num_entity_rows
+
+        with clock.stage("tokenizer", f"training a {s.vocab_size}-token BPE tokenizer"):
+            from edmem.data.tokenization import load_tokenizer
+            model_dir = write_model_dir(tokenizer_texts(paths), out / "tokenizer", s)
+            write_entity_tokens(_id2name(paths), load_tokenizer(model_dir), paths.entity_tokens)
+
+        with clock.stage("pretrain", f"pretraining {s.pretrain_steps} steps (MLM + salient spans + EL)"):
+            from edmem.pretraining.args import parse_args as pretrain_args
+            from edmem.pretraining.runner import pretrain
+            try:
+                result = pretrain(pretrain_args(pretrain_argv(s, paths, model_dir, out / "pretrain")))
+            finally:
+                close_logging()
+            info["pretrain"] = {"best_step": result.best_step, "global_step": result.global_step,
+                                "stopped_by": result.stopped_by, "best_metrics": result.best_metrics}
+
+        finetunes = [("finetune", out / "pretrain", "fine-tuning entity linking from the pretrained memory")]
+        if not s.skip_no_pretrain_baseline:
+            finetunes.append(("baseline_no_pretrain", None,
+                              "baseline: the same fine-tuning from a random initialisation"))
+        for name, ckpt, what in finetunes:
+            with clock.stage(name, what):
+                try:
+                    run_qa(run_qa_argv(s, paths, model_dir, out / name, train=True, pretrain_ckpt=ckpt),
+                           paths.task)
+                finally:
+                    close_logging()
+            with clock.stage("predict", f"predicting the test questions ({name})"):
+                try:
+                    run_qa(run_qa_argv(s, paths, model_dir, out / name, train=False, pretrain_ckpt=None),
+                           paths.task)
+                finally:
+                    close_logging()
+            info[name] = _best_checkpoint_info(out / name)
+
+        with clock.stage("evaluate", "scoring test predictions (exact_match, entity_linking_eval, hits@k)"):
+            (out / "eval").mkdir(exist_ok=True)
+            baseline_dir = out / "baseline_most_frequent"
+            baseline_dir.mkdir(exist_ok=True)
+            (baseline_dir / "predictions.json").write_text(
+                json.dumps(most_frequent_predictions(paths, max(HITS_KS))), encoding="utf-8")
+            sources = {"edmem": out / "finetune", "most_frequent": baseline_dir}
+            if not s.skip_no_pretrain_baseline:
+                sources["no_pretrain"] = out / "baseline_no_pretrain"
+            for system, directory in sources.items():
+                systems[system] = headline(evaluate_predictions(directory / "predictions.json", paths,
+                                                                out / "eval" / system))
+
+        with clock.stage("report", "writing summary.json and curves.png"):
+            curves = collect_curves(out)
+            summary = build_summary(s, systems, clock.seconds, clock.total(), info)
+            plot_curves(curves, summary, out / "curves.png")
+            summary["seconds"]["total"] = round(clock.total(), 1)
+            write_summary(summary, out)
+    echo("")
+    echo(summary_table(summary))
+    return summary
+
+
+def _id2name(paths: Any) -> dict[int, str]:
+    from edmem.data.jsonio import read_json
+
+    return {int(k): v["entity"] for k, v in read_json(paths.entid2entityitemid).items()}
+
+
+def _best_checkpoint_info(directory: Path) -> dict[str, Any]:
+    """best_checkpoint.json written by the training runner (epoch, global step, dev EM)."""
+    path = directory / "best_checkpoint.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def build_summary(s: DemoSettings, systems: dict[str, dict[str, Any]], seconds: dict[str, float],
+                  total: float, info: dict[str, Any]) -> dict[str, Any]:
+    """The summary document: ``test`` (the model), ``baselines``, ``margin`` over the best
+    baseline, ``goal`` checks, ``seconds`` per stage (+ budgets), settings and run facts."""
+    test = systems["edmem"]
+    baselines = {name: systems[name] for name in SYSTEMS[1:] if name in systems}
+    best_name = max(baselines, key=lambda n: baselines[n]["hits@1"])
+    margin = test["hits@1"] - baselines[best_name]["hits@1"]
+    return {
+        "test": test,
+        "baselines": baselines,
+        "best_baseline": best_name,
+        "margin_hits@1": margin,
+        "goal": {"hits@1>=0.90": test["hits@1"] >= 0.90, "margin>=0.30": margin >= 0.30},
+        "seconds": {k: round(v, 1) for k, v in seconds.items()} | {"total": round(total, 1)},
+        "budgets": {**s.budgets, "total": TOTAL_BUDGET},
+        "settings": s.to_json(),
+        "run": info,
+    }
