@@ -6,6 +6,7 @@ Bad input or settings end with one ``edmem pretrain: error: ...`` line and exit 
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edmem pretrain: interrupted (continue with --resume)", file=sys.stderr)
         return 130
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary per job, not per process
+        return 0
     best = result.best_metrics or {}
     shown = (f", {result.selection_metric} {best[result.selection_metric]:.4g}"
              if result.selection_metric in best else "")
