@@ -66,7 +66,6 @@ OWN: tuple[Flag, ...] = (
     Flag("max_seq_length", 128, G_DATA, "truncation length of an encoded passage (with BOS/EOS)",
          type=int),
     Flag("max_dev_passages", 0, G_EVAL, "evaluate on the first N dev passages only (0 = all)", type=int),
-    Flag("num_workers", 0, G_RUN, "DataLoader worker processes (masking runs there)", type=int),
     Flag("mlm_probability", 0.3, G_OBJ, "chance that a non-special token is masked", type=float),
     Flag("ssm_probability", 0.5, G_OBJ,
          "chance that a mention's tokens (between <E_s> and <E_e>) are all masked", type=float),
