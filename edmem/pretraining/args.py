@@ -96,7 +96,8 @@ examples:
 
 Several processes: torchrun --nproc_per_node 8 -m edmem pretrain ...
 --output_dir receives: pytorch_model.bin + config.json (the best checkpoint, original layout: a
-valid --pretrain_ckpt), pretrain_metrics.json, args, log.txt, tensorboard/, training_state/.
+valid --pretrain_ckpt), model.safetensors, entity_rows.json (compact memory), pretrain_metrics.json,
+best_checkpoint.json, args, log.txt, tensorboard/, training_state.pt (for --resume).
 See docs/pretraining.md.
 """
 
