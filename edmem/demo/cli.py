@@ -30,6 +30,8 @@ HELP: dict[str, tuple[str, str]] = {
     "num_cities": ("knowledge base", "largest GeoNames cities in the KB (plus capitals and homonyms; "
                                      "0 = all ~33k)"),
     "paraphrases_per_fact": ("knowledge base", "pretraining sentences per fact"),
+    "max_facts_per_relation": ("knowledge base", "cap on the facts asked about per relation (0 = no cap; "
+                                                 "tests use a few)"),
     "vocab_size": ("model", "BPE vocabulary size of the tokenizer trained on the corpus"),
     "d_model": ("model", "hidden size of the tiny BART"),
     "num_lower_layers": ("model", "layers below the entity memory (encoder and decoder)"),
@@ -51,9 +53,9 @@ HELP: dict[str, tuple[str, str]] = {
     "finetune_lr": ("fine-tuning", "peak learning rate"),
     "finetune_eval_period": ("fine-tuning", "steps between dev evaluations"),
     "wait_step": ("fine-tuning", "evaluations without dev improvement before stopping"),
-    "num_threads": ("run", "torch CPU threads (0 = torch's default)"),
+    "num_threads": ("run", "torch CPU threads (0 = torch's default; 1 is fastest for this tiny model)"),
     "skip_no_pretrain_baseline": ("run", "skip the random-initialisation baseline (saves ~1.5 min)"),
-    "verbose": ("run", "show every stage's log lines on the console (they always go to demo.log)"),
+    "verbose": ("run", "show every stage's log lines on the console instead of demo.log"),
 }
 
 

@@ -62,6 +62,7 @@ class DemoSettings:
     # knowledge base (edmem.demo.build.build_demo_data)
     num_cities: int = 400
     paraphrases_per_fact: int = 3
+    max_facts_per_relation: int = 0     # 0 = every fact gets questions (tests use a few)
     # tokenizer
     vocab_size: int = 1000
     # model shape (a tiny BART: lower + upper layers in encoder and decoder)
@@ -87,7 +88,9 @@ class DemoSettings:
     finetune_eval_period: int = 50
     wait_step: int = 6
     # run control
-    num_threads: int = 0            # torch CPU threads (0 = torch's default)
+    # One thread: this tiny model's matrices are too small to gain from a second one, and several
+    # threads thrash on a shared machine (measured 10x slower per step under load; docs/demo.md).
+    num_threads: int = 1
     skip_no_pretrain_baseline: bool = False
     verbose: bool = False
     # Soft time budget per stage, seconds (a stage over budget is flagged in the table).
@@ -113,12 +116,14 @@ class StageClock:
 
     def __init__(self, echo: Callable[[str], None]):
         self.seconds: dict[str, float] = {}
+        self.count = 0
         self.echo = echo
         self.started = time.perf_counter()
 
     @contextlib.contextmanager
     def stage(self, name: str, what: str) -> Iterator[None]:
-        self.echo(f"[{len(self.seconds) + 1}] {what} ...")
+        self.count += 1
+        self.echo(f"[{self.count}] {what} ...")
         start = time.perf_counter()
         try:
             yield
@@ -380,7 +385,8 @@ def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, 
     with _quiet_logs(out / "demo.log", s.verbose):
         with clock.stage("build_kb", "building the geographic knowledge base"):
             paths = build_demo_data(out / "data", seed=s.seed, num_cities=s.num_cities or None,
-                                    paraphrases_per_fact=s.paraphrases_per_fact)
+                                    paraphrases_per_fact=s.paraphrases_per_fact,
+                                    max_facts_per_relation=s.max_facts_per_relation or None)
             info["data"] = {k: v for k, v in paths.counts.items() if k != "build_ms"}
             info["data"]["memory_rows"] = paths.num_entity_rows
 
@@ -431,12 +437,11 @@ def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, 
                 systems[system] = headline(evaluate_predictions(directory / "predictions.json", paths,
                                                                 out / "eval" / system))
 
-        with clock.stage("report", "writing summary.json and curves.png"):
-            curves = collect_curves(out)
-            summary = build_summary(s, systems, clock.seconds, clock.total(), info)
-            plot_curves(curves, summary, out / "curves.png")
-            summary["seconds"]["total"] = round(clock.total(), 1)
-            write_summary(summary, out)
+        with clock.stage("report", "plotting curves.png, writing summary.json"):
+            plot_curves(collect_curves(out), build_summary(s, systems, clock.seconds, clock.total(), info),
+                        out / "curves.png")
+        summary = build_summary(s, systems, clock.seconds, clock.total(), info)
+        write_summary(summary, out)
     echo("")
     echo(summary_table(summary))
     return summary

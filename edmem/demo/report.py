@@ -118,7 +118,7 @@ def plot_curves(curves: dict[str, dict[str, Series]], summary: dict[str, Any], p
     ax_pl.set(title="Pretraining loss", xlabel="optimizer step", ylabel="loss")
     for name in ("dev decoder recall@1", "dev final recall@1"):
         draw(ax_pr, pre.get(name, []), name, marker="o")
-    ax_pr.set(title="Pretraining: memory recall@1 on held-out paraphrases (salient spans)",
+    ax_pr.set(title="Pretraining: dev recall@1 (masked mentions, held-out paraphrases)",
               xlabel="optimizer step", ylabel="recall@1", ylim=(0, 1.02))
 
     ax_acc = ax_fl.twinx()

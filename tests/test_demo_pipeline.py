@@ -1,0 +1,124 @@
+"""``edmem demo`` end to end at a toy size, and its output-folder rules.
+
+The toy run keeps every stage (KB, tokenizer, pretraining, fine-tuning, the no-pretraining
+baseline, prediction, evaluation, report) but with a few steps each, so it checks the wiring and
+the artefacts, not the quality (docs/demo.md has the default run's figures).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edmem.demo import cli
+from edmem.demo.pipeline import LAYOUT, prepare_output_dir
+from edmem.errors import EDMemError
+from edmem.training.logging_setup import close_logging
+
+TOY = ["--num_cities", "20", "--max_facts_per_relation", "8", "--paraphrases_per_fact", "1",
+       "--vocab_size", "400", "--d_model", "32", "--attention_heads", "2", "--ffn_dim", "64",
+       "--entity_embed_size", "16", "--pretrain_steps", "6", "--pretrain_batch_size", "16",
+       "--pretrain_eval_period", "3", "--finetune_epochs", "2", "--finetune_batch_size", "16",
+       "--finetune_eval_period", "3", "--wait_step", "2", "--num_threads", "1"]
+RATES = ("hits@1", "hits@5", "hits@10", "em")
+
+
+@pytest.fixture(autouse=True)
+def _close_logs():
+    yield
+    close_logging()
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert cli.main(["--output_dir", str(out), *TOY]) == 0
+    close_logging()
+    return out
+
+
+@pytest.mark.slow
+def test_summary_json_has_every_figure_as_a_fraction(toy_run: Path) -> None:
+    summary = json.loads((toy_run / "summary.json").read_text())
+    for key in RATES:
+        assert 0.0 <= summary["test"][key] <= 1.0, key
+    assert set(summary["baselines"]) == {"most_frequent", "no_pretrain"}
+    for name, row in summary["baselines"].items():
+        for key in RATES:
+            assert 0.0 <= row[key] <= 1.0, (name, key)
+    # hits@k can only grow with k
+    for row in [summary["test"], *summary["baselines"].values()]:
+        assert row["hits@1"] <= row["hits@5"] <= row["hits@10"]
+    seconds = summary["seconds"]
+    assert {"build_kb", "tokenizer", "pretrain", "finetune", "baseline_no_pretrain", "predict",
+            "evaluate", "report", "total"} <= set(seconds)
+    assert all(value >= 0 for value in seconds.values())
+    assert seconds["total"] >= sum(v for k, v in seconds.items() if k != "total") - 1.0
+    assert summary["best_baseline"] in summary["baselines"]
+    assert summary["margin_hits@1"] == pytest.approx(
+        summary["test"]["hits@1"] - summary["baselines"][summary["best_baseline"]]["hits@1"])
+    assert (toy_run / "summary.txt").read_text().startswith("Test: ")
+
+
+@pytest.mark.slow
+def test_artefacts_are_in_the_one_folder(toy_run: Path) -> None:
+    for name in ("data", "tokenizer", "pretrain", "finetune", "baseline_no_pretrain",
+                 "baseline_most_frequent", "eval", "summary.json", "summary.txt", "curves.png",
+                 "settings.json"):
+        assert (toy_run / name).exists(), name
+    assert set(p.name for p in toy_run.iterdir()) <= set(LAYOUT)
+    assert (toy_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (toy_run / "pretrain" / "pytorch_model.bin").is_file()
+    printed = (toy_run / "eval" / "edmem.txt").read_text()
+    assert "Exact Match:" in printed and "Linkable QA Exact Match:" in printed
+    assert "hits@10:" in printed
+
+
+@pytest.mark.slow
+def test_predictions_are_in_the_original_format(toy_run: Path) -> None:
+    test_ids = [json.loads(line)["id"] for line in
+                (toy_run / "data/openqa/geo/entity_linking/el_geo-test.jsonl").open()]
+    names = json.loads((toy_run / "data/wikipedia/entity_geo.json").read_text())
+    for folder in ("finetune", "baseline_no_pretrain", "baseline_most_frequent"):
+        predictions = json.loads((toy_run / folder / "predictions.json").read_text())
+        assert sorted(predictions) == sorted(test_ids), folder
+        for name, ids in predictions.values():
+            assert isinstance(name, str) and ids and all(isinstance(i, int) for i in ids)
+            assert name == names[ids[0]]
+
+
+def test_refuses_a_non_empty_output_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["--output_dir", str(tmp_path), *TOY]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_overwrite_removes_only_the_demo_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "pytorch_model.bin").write_bytes(b"old")
+    with pytest.raises(EDMemError):
+        prepare_output_dir(tmp_path, overwrite=False)
+    prepare_output_dir(tmp_path, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_file_as_output_dir_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(EDMemError):
+        prepare_output_dir(target, overwrite=True)
+
+
+def test_help_lists_the_size_knobs(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--output_dir", "--overwrite", "--num_cities", "--pretrain_steps", "--d_model",
+                 "--entity_embed_size", "--seed", "summary.json", "curves.png"):
+        assert flag in text, flag
