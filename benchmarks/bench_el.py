@@ -121,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--predict_batches", type=int, default=20)
     parser.add_argument("--profile", action="store_true", help="print where the time goes")
+    parser.add_argument("--mmap_threshold", type=int, default=0,
+                        help="glibc M_MMAP_THRESHOLD in bytes (0 = glibc default, dynamic)")
     args = parser.parse_args(argv)
 
+    if args.mmap_threshold:
+        from edmem.training.malloc import fix_mmap_threshold
+        fix_mmap_threshold(args.mmap_threshold)
     torch, model, train, evalset, collate, source = build(args.threads)
     gemm = gemm_seconds(torch)
     from edmem.training.optim import build_optimizer

@@ -11,7 +11,7 @@ SHARED=${EDMEM_SHARED:-../shared}
 WQ=$SHARED/data/edmem-wq
 OUT=${1:-runs/wq_recipe}
 PY=${PYTHON:-.venv/bin/python}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 EPOCHS=${EPOCHS:-12}
 EL=$WQ/openqa/wq/entity_linking
 if [ ! -f "$EL/el_wq-train.jsonl" ]; then echo "WQ data not found under $WQ" >&2; exit 1; fi

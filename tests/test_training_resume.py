@@ -71,3 +71,4 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     last = lambda out: [l.split(" - ")[-1] for l in (out / "log.txt").read_text().splitlines()
                         if "Best EM on validation data" in l][-1]
     assert last(straight) == last(killed)
+    print(f"\n[resume] killed at global step {killed_at}; best {best_b}; {last(killed).strip()}")

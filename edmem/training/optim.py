@@ -95,15 +95,32 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                denom = exp_avg_sq.sqrt().add_(eps)
                 step_size = lr * math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
-                p.addcdiv_(exp_avg, denom, value=-step_size)
-                if wd > 0.0:
-                    p.add_(p, alpha=-lr * wd)
+                for chunk in _chunks(p, grad, state["exp_avg"], state["exp_avg_sq"]):
+                    _update(*chunk, beta1, beta2, eps, step_size, lr * wd)
         return loss
+
+
+CHUNK = 1 << 22  # elements; bounds the temporary ``denom`` of a big tensor (entity table) to 16 MB
+
+
+def _chunks(*tensors: torch.Tensor):
+    """Matching flat slices of same-shaped contiguous tensors (one slice for small tensors).
+    The update is elementwise, so chunking changes nothing but the size of the temporaries."""
+    if tensors[0].numel() <= CHUNK or not all(t.is_contiguous() for t in tensors):
+        yield tensors
+        return
+    yield from zip(*(t.view(-1).split(CHUNK) for t in tensors))
+
+
+def _update(p: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+            beta1: float, beta2: float, eps: float, step_size: float, decay: float) -> None:
+    exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    denom = exp_avg_sq.sqrt().add_(eps)
+    p.addcdiv_(exp_avg, denom, value=-step_size)
+    if decay > 0.0:
+        p.add_(p, alpha=-decay)
 
 
 def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float,
