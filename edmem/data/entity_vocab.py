@@ -12,7 +12,6 @@ ever built. Pure Python (no numpy / torch).
 
 from __future__ import annotations
 
-import json
 from array import array
 from bisect import bisect_left
 from pathlib import Path
@@ -116,13 +115,7 @@ class _Pairs(list):
 def load_id2entity(path: str | Path) -> EntityNames:
     """``entid2entityitemid_*.json`` -> id -> name (the original's ``load_id2entity``)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path)
-    try:
-        with path.open("r", encoding="utf-8") as handle:
-            pairs = json.load(handle, object_pairs_hook=_pairs_hook)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, exc.lineno) from None
+    pairs = read_json(path, object_pairs_hook=_pairs_hook)
     if type(pairs) is not _Pairs:
         raise DataError('expected an object {"<id>": {"entity": name, ...}}', path)
     keys = [key for key, _ in pairs]

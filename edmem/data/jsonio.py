@@ -31,13 +31,16 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield line_no, obj
 
 
-def read_json(path: str | Path) -> Any:
-    """Load one JSON document, raising DataError (with the position) on failure."""
+def read_json(path: str | Path, **load_kwargs: Any) -> Any:
+    """Load one JSON document, raising DataError (with the position) on failure.
+
+    ``load_kwargs`` go to ``json.load`` (e.g. ``object_pairs_hook`` for compact large files).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path)
     try:
         with path.open("r", encoding="utf-8") as handle:
-            return json.load(handle)
+            return json.load(handle, **load_kwargs)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, exc.lineno) from None
