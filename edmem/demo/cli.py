@@ -32,6 +32,8 @@ HELP: dict[str, tuple[str, str]] = {
     "paraphrases_per_fact": ("knowledge base", "pretraining sentences per fact"),
     "max_facts_per_relation": ("knowledge base", "cap on the facts asked about per relation (0 = no cap; "
                                                  "tests use a few)"),
+    "lowercase_corpus": ("knowledge base", "pretrain on lowercased passages (the questions are "
+                                           "lowercase; BPE tokens differ by case)"),
     "vocab_size": ("model", "BPE vocabulary size of the tokenizer trained on the corpus"),
     "d_model": ("model", "hidden size of the tiny BART"),
     "num_lower_layers": ("model", "layers below the entity memory (encoder and decoder)"),
@@ -39,6 +41,8 @@ HELP: dict[str, tuple[str, str]] = {
     "attention_heads": ("model", "attention heads (must divide --d_model)"),
     "ffn_dim": ("model", "feed-forward width"),
     "entity_embed_size": ("model", "entity embedding size d_e of the memory"),
+    "lower_decoder_attn": ("model", "encoder output the lower decoder cross-attends to "
+                                    "(upper_encoder | lower_encoder)"),
     "dropout": ("model", "dropout of every layer and of the memory"),
     "pretrain_steps": ("pretraining", "optimizer steps of pretraining"),
     "pretrain_batch_size": ("pretraining", "passages per step"),

@@ -44,14 +44,14 @@ def read_scalars(log_dir: Path) -> dict[str, Series]:
 def collect_curves(run_dir: Path) -> dict[str, dict[str, Series]]:
     """``{run folder: {series name: points}}`` for the series of :data:`CURVE_SOURCES`.
 
-    Fine-tuning writes dev accuracy in percent; it is turned into a fraction like everything else."""
+    The runners write recall and accuracy in percent; they become fractions like every other rate."""
     curves: dict[str, dict[str, Series]] = {}
     for folder, (_, tags) in CURVE_SOURCES.items():
         scalars = read_scalars(run_dir / folder / "tensorboard")
         picked: dict[str, Series] = {}
         for tag, name in tags.items():
             if tag in scalars:
-                scale = 0.01 if tag == "dev/entity_id_accuracy" else 1.0
+                scale = 0.01 if tag.startswith("dev/") else 1.0
                 picked[name] = [(step, value * scale) for step, value in scalars[tag]]
         curves[folder] = picked
     return curves
@@ -82,13 +82,15 @@ def summary_table(summary: dict[str, Any]) -> str:
               f"{'met' if goal['hits@1>=0.90'] else 'NOT met'}); margin over the best baseline "
               f"({SYSTEM_LABELS.get(summary['best_baseline'], summary['best_baseline'])}) "
               f"{100 * summary['margin_hits@1']:+.1f} points (goal >= 30: "
-              f"{'met' if goal['margin>=0.30'] else 'NOT met'})", "", "Seconds per stage (budget):"]
+              f"{'met' if goal['margin>=0.30'] else 'NOT met'})", "",
+              f"  {'stage':<22}{'wall s':>8}{'CPU s':>8}{'budget':>8}"]
     budgets = summary.get("budgets", {})
+    cpu = summary.get("cpu_seconds", {})
     for stage, seconds in summary["seconds"].items():
         budget = budgets.get(stage)
         flag = "" if budget is None or seconds <= budget else "  over budget"
-        shown = f" ({budget:.0f})" if budget is not None else ""
-        lines.append(f"  {stage:<22}{seconds:8.1f}{shown}{flag}")
+        shown = f"{budget:8.0f}" if budget is not None else f"{'':8}"
+        lines.append(f"  {stage:<22}{seconds:8.1f}{cpu.get(stage, float('nan')):8.1f}{shown}{flag}")
     return "\n".join(lines)
 
 
