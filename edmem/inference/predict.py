@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -46,10 +46,23 @@ class DevScores:
     count: int
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The bare model: eval never goes through DDP (its forward would sync buffers across ranks
     that may run different numbers of batches)."""
     return model.module if hasattr(model, "module") else model
+
+
+def rank_batches(num_items: int, batch_size: int, dist: DistInfo, progress: bool = False,
+                 desc: str = "predict") -> Iterator[list[int]]:
+    """This rank's share of an evaluation in batches: items ``rank, rank+W, …`` (no padding, so
+    no item is scored twice — Q5); a tqdm bar on rank 0 with ``progress``."""
+    indices = list(range(dist.rank, num_items, dist.world_size))
+    starts: Any = range(0, len(indices), batch_size)
+    if progress and dist.is_main:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False, disable=None)
+    for first in starts:
+        yield indices[first:first + batch_size]
 
 
 @torch.no_grad()
@@ -57,18 +70,13 @@ def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], d
                      batch_size: int, dist: DistInfo, rows: EntityRows,
                      progress: bool = False) -> Predictions:
     """Predict every example of ``dataset`` (an eval-mode ``ELDataset``) across all ranks."""
-    net = _unwrap(model)
+    net = unwrap_model(model)
     was_training = net.training
     net.eval()
     start = time.time()
-    indices = list(range(dist.rank, len(dataset), dist.world_size))
     local: dict[str, tuple[list[int], list[float]]] = {}
-    starts = range(0, len(indices), batch_size)
-    if progress and dist.is_main:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="predict", unit="batch", leave=False, disable=None)
-    for first in starts:
-        batch = collate([dataset[i] for i in indices[first:first + batch_size]])
+    for indices in rank_batches(len(dataset), batch_size, dist, progress):
+        batch = collate([dataset[i] for i in indices])
         inputs = {k: batch[k].to(dist.device) for k in INFERENCE_INPUTS}
         out = net(**inputs, return_dict=True)
         top_rows = out.topk_entity[2].cpu()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edmem.data.collate import LABEL_IGNORE
-from edmem.inference.predict import _unwrap  # the bare model: eval never goes through DDP
+from edmem.inference.predict import rank_batches, unwrap_model
 from edmem.pretraining.metrics import RECALL_KS, PretrainMetrics
 from edmem.training.distributed import DistInfo, all_reduce_sum
 
@@ -33,18 +33,13 @@ def evaluate_pretraining(model: nn.Module, dataset: Any, collate: Callable[[list
                          dist: DistInfo, entity_start_id: int, ks: tuple[int, ...] = RECALL_KS,
                          progress: bool = False) -> dict[str, float]:
     """Recall@k per read and perplexity over ``dataset`` (a :class:`PretrainDataset`), all ranks."""
-    net = _unwrap(model)
+    net = unwrap_model(model)
     was_training = net.training
     net.eval()
     metrics = PretrainMetrics(ks)
-    indices = list(range(dist.rank, len(dataset), dist.world_size))
-    starts: Any = range(0, len(indices), batch_size)
-    if progress and dist.is_main:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="dev", unit="batch", leave=False, disable=None)
     try:
-        for first in starts:
-            batch = collate([dataset[i] for i in indices[first:first + batch_size]])
+        for indices in rank_batches(len(dataset), batch_size, dist, progress, desc="dev"):
+            batch = collate([dataset[i] for i in indices])
             out = net(**{k: batch[k].to(dist.device) for k in EVAL_INPUTS}, return_dict=True)
             metrics.add_lm(float(out.loss), int((batch["labels"] != LABEL_IGNORE).sum()))
             starts_mask = batch["input_ids"] == entity_start_id
