@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from edmem.training.args import FLAGS, G_DATA, G_MODEL, G_OPT, G_RUN, Flag, _add, none_or_str
+from edmem.training.args import FLAGS, G_DATA, G_MODEL, G_OPT, G_RUN, Flag, add_flag, none_or_str
 
 G_OBJ = "pretraining objectives (spec §11)"
 G_EVAL = "evaluation and checkpoint selection"
@@ -111,9 +111,9 @@ def build_parser(prog: str | None = "edmem pretrain") -> argparse.ArgumentParser
     by_name = {flag.name: flag for flag in FLAGS}
     for name, changes in SHARED.items():
         flag = dataclasses.replace(by_name[name], **changes)
-        _add(groups[flag.group], flag, required=name == "output_dir")
+        add_flag(groups[flag.group], flag, required=name == "output_dir")
     for flag in OWN:
-        _add(groups[flag.group], flag, required=flag.name == "train_file")
+        add_flag(groups[flag.group], flag, required=flag.name == "train_file")
     return parser
 
 

@@ -223,8 +223,9 @@ FLAGS = tuple(sorted(FLAGS, key=lambda f: ORIGINAL_ORDER.index(f.name)
                      if f.name in ORIGINAL_ORDER else len(ORIGINAL_ORDER)))
 
 
-def _add(group: argparse._ArgumentGroup, flag: Flag, required: bool = False,
-         default: Any = None, use_default: bool = False) -> None:
+def add_flag(group: argparse._ArgumentGroup, flag: Flag, required: bool = False,
+             default: Any = None, use_default: bool = False) -> None:
+    """Add ``flag`` to an argparse group (``default`` replaces its default when ``use_default``)."""
     names = [f"--{flag.name}", *flag.aliases]
     default = default if use_default else flag.default
     if flag.store_true:
@@ -308,9 +309,9 @@ def build_parser(mode: str = "run_qa", prog: str | None = None) -> argparse.Argu
         required = flag.name in ("task", "output_dir")
         if mode != "run_qa" and flag.name == "generate_target":
             # The friendly commands do entity linking; the flag stays for copy-pasted commands.
-            _add(groups[G_TASK], flag, default="entity_linking", use_default=True)
+            add_flag(groups[G_TASK], flag, default="entity_linking", use_default=True)
             continue
-        _add(groups[flag.group], flag, required=required)
+        add_flag(groups[flag.group], flag, required=required)
     if mode != "run_qa":
         # Every other run_QA.py flag still parses (hidden from --help), so an original command
         # line works after replacing the program name; generation flags are validated later.
