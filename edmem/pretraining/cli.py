@@ -14,15 +14,13 @@ def main(argv: list[str] | None = None) -> int:
     from edmem.errors import EDMemError
     from edmem.pretraining.args import parse_args
     from edmem.pretraining.runner import pretrain
-    from edmem.training.runner import EXIT_ERROR
+    from edmem.training.runner import report_error
 
     args = parse_args(argv)
     try:
         result = pretrain(args)
     except (EDMemError, OSError) as exc:
-        message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
-        print(f"edmem pretrain: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        return report_error("edmem pretrain", exc)
     except KeyboardInterrupt:
         print("edmem pretrain: interrupted (continue with --resume)", file=sys.stderr)
         return 130

@@ -21,6 +21,13 @@ import torch
 RECALL_KS: tuple[int, ...] = (1, 5, 10, 20, 100)
 ACCESSES: tuple[str, ...] = ("encoder", "decoder", "final")
 NIL_ENTITY = 0
+PERPLEXITY = "perplexity"
+
+
+def selection_score(metrics: dict[str, float], name: str) -> float:
+    """The checkpoint-selection score of metric ``name``, higher is better: recall values as they
+    are, perplexity negated."""
+    return -metrics[PERPLEXITY] if name == PERPLEXITY else metrics[name]
 
 
 def recall_hits(topk: torch.Tensor, gold: torch.Tensor, ks: Sequence[int] = RECALL_KS) -> dict[int, int]:

@@ -18,32 +18,28 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import Subset
 
-from edmem.config import EDMemConfig
 from edmem.data.entity_rows import EntityRows
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
 from edmem.errors import CheckpointError
 from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
-from edmem.pretraining.collate import PretrainCollator
+from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
 from edmem.pretraining.corpus import TokenCache, open_or_build_cache
 from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.evaluate import evaluate_pretraining
-from edmem.pretraining.loop import PERPLEXITY, LoopState, PretrainJob, run, selection_score
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
-from edmem.pretraining.metrics import ACCESSES, RECALL_KS
+from edmem.pretraining.metrics import ACCESSES, PERPLEXITY, RECALL_KS, format_metrics, selection_score
+from edmem.training import checkpointing as ck
 from edmem.training import distributed as dist_utils
-from edmem.training.checkpointing import (atomic_write_text, capture_rng_state, load_training_state,
-                                          save_training_state)
 from edmem.training.distributed import DistInfo
-from edmem.training.logging_setup import close_logging, setup_logging
-from edmem.training.loop import seed_everything
+from edmem.training.loop import Evaluation, LoopState, TrainJob, train
 from edmem.training.optim import build_optimizer
-from edmem.training.runner import (UsageError, _restore, load_entity_rows, load_tokenizer, load_weights,
-                                   prepare_output_dir, save_best_checkpoint)
+from edmem.training.runner import (UsageError, build_config, load_entity_rows, load_tokenizer, load_weights,
+                                   open_tensorboard, require_positive, run_in_process_group, start_run,
+                                   wrap_ddp)
 from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
 
 logger = logging.getLogger("__main__")
@@ -69,10 +65,8 @@ def check_args(args: argparse.Namespace) -> None:
     """Refuse settings that would fail late (after tokenising a large corpus)."""
     if args.selection_metric not in SELECTION_METRICS:
         raise UsageError(f"--selection_metric {args.selection_metric!r}: expected one of {SELECTION_METRICS}")
-    for name in ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps", "eval_period",
-                 "max_seq_length"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+    require_positive(args, ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
+                            "eval_period", "max_seq_length"))
     if args.max_steps <= 0 and args.num_train_epochs < 1:
         raise UsageError("give --max_steps > 0 or --num_train_epochs >= 1")
     if args.compact_entity_memory and not args.id2entity_file:
@@ -89,20 +83,19 @@ def entity_rows_for(args: argparse.Namespace, out: Path) -> EntityRows:
 
 
 def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMemModel:
-    """A randomly initialised model in LM+EL mode (the original pretrained from scratch, Q32).
+    """A randomly initialised model in LM+EL mode (the original pretrained from scratch, Q32), asking
+    each memory read for enough candidates for recall@100 (capped by the memory size)."""
+    return EDMemModel(build_config(args, tokenizer, num_rows, generate_target="pretraining",
+                                   min_top_k=max(RECALL_KS)))
 
-    Like fine-tuning's ``build_config`` but with ``generate_target="pretraining"`` and enough
-    top-k candidates for recall@100."""
-    special = SpecialTokenIds.from_tokenizer(tokenizer)
-    config = EDMemConfig.from_bart_config(
-        args.model_name, args, generate_target="pretraining", entity_vocab_size=num_rows,
-        entity_start_token_id=special.entity_start, entity_end_token_id=special.entity_end,
-        # recall@100 needs 100 candidates per read (capped by the memory size).
-        inference_nearest_k_entity=min(num_rows, max(args.inference_nearest_k_entity, max(RECALL_KS))))
-    if config.vocab_size != len(tokenizer):
-        raise UsageError(f"--model_name {args.model_name}: config vocab_size + 2 markers = {config.vocab_size} but the "
-                         f"tokenizer has {len(tokenizer)} tokens")
-    return EDMemModel(config)
+
+def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> Evaluation:
+    """Pretraining's dev result for the loop: ``selection_metric`` selects; without a dev file
+    (``metrics`` None) the latest step wins, so the last evaluation's checkpoint is kept."""
+    if metrics is None:
+        return Evaluation(score=float(step), metric="step", summary="no dev file")
+    return Evaluation(score=selection_score(metrics, selection_metric), metric=selection_metric,
+                      summary=format_metrics(metrics), metrics=metrics)
 
 
 def step_counts(args: argparse.Namespace, num_passages: int, world_size: int) -> tuple[StepCounts, int]:
@@ -131,23 +124,11 @@ def _open_cache(path: str, tokenizer: Any, args: argparse.Namespace, dist: DistI
 def pretrain(args: argparse.Namespace) -> PretrainResult:
     """Run ``edmem pretrain`` in this process (DDP when launched by torchrun)."""
     check_args(args)
-    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
-    try:
-        return _pretrain(args, dist)
-    finally:
-        close_logging()
-        dist_utils.cleanup()
+    return run_in_process_group(args, _pretrain)
 
 
 def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
-    out = prepare_output_dir(args, dist)
-    setup_logging(out / "log.txt", dist.is_main, args.log_level, args.log_level_replica)
-    if dist.is_main:
-        atomic_write_text(out / "args", f"{args}\n")
-    logger.info(args)
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
-    seed_everything(args.seed)
+    out = start_run(args, dist, "log.txt")
 
     tokenizer = load_tokenizer(args.model_name)
     special = SpecialTokenIds.from_tokenizer(tokenizer)
@@ -167,9 +148,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
                 len(dev_data) if dev_data is not None else 0, rows.num_rows, " (compact)" if rows.compact else "")
 
     model = build_model(args, tokenizer, rows.num_rows)
-    saved = load_training_state(out) if args.resume else None
-    if args.resume and saved is None:
-        logger.warning("--resume: no training state in %s; starting a new run", out)
+    saved = ck.load_resume_state(out, args.resume)
     if saved is None and args.pretrain_ckpt:
         load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
     model.to(dist.device)
@@ -182,60 +161,51 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"step": 0, "metrics": None}
     if saved is not None:
-        state = _restore(saved, model, optimizer, scheduler, None, dist, counts)
+        state = LoopState(**ck.restore_resume_state(saved, model, optimizer, scheduler, dist, counts))
         history, best = json.loads(saved["history"]), json.loads(saved["best"])
-        logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / "training_state.pt",
+        logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / ck.TRAINING_STATE,
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
-
-    net = model
-    if dist.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
     collate = PretrainCollator(special.pad)
-    writer = None
-    if args.tensorboard and dist.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"),
-                               purge_step=state.global_step + 1 if state.global_step else None)
 
-    def evaluate() -> dict[str, float] | None:
-        if dev_data is None:
-            return None
-        metrics = evaluate_pretraining(model, dev_data, collate, args.predict_batch_size, dist,
-                                       special.entity_start, progress=True)
-        history.append({"step": state.global_step, **metrics})
-        return metrics
+    def evaluate() -> Evaluation:
+        metrics = None
+        if dev_data is not None:
+            metrics = evaluate_pretraining(model, dev_data, collate, args.predict_batch_size, dist,
+                                           special.entity_start, progress=True)
+            history.append({"step": state.global_step, **metrics})
+        return dev_evaluation(metrics, args.selection_metric, state.global_step)
 
-    def save_best(step: int, metrics: dict[str, float] | None) -> None:
-        best.update(step=step, metrics=metrics)
+    def save_best(epoch: int, step: int, result: Evaluation) -> None:
+        best.update(step=step, metrics=result.metrics or None)
         if dist.is_main:
-            score = selection_score(metrics, args.selection_metric) if metrics else float("nan")
-            save_best_checkpoint(model, out, rows, state.epoch + 1, step, score)
+            ck.save_best_checkpoint(model, out, rows, epoch, step, result.score, result.metric)
         dist_utils.barrier()
 
     def save_state(st: LoopState) -> None:
-        rng = dist_utils.gather_objects(capture_rng_state())
+        ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts,
+                             history=json.dumps(history), best=json.dumps(best))
         if dist.is_main:
-            save_training_state(out, {
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "loop": st.to_dict(), "rng": rng, "world_size": dist.world_size, "counts": asdict(counts),
-                "history": json.dumps(history), "best": json.dumps(best)})
             write_metrics(out, args.selection_metric, best, history)
-        dist_utils.barrier()
 
-    job = PretrainJob(
-        model=net, optimizer=optimizer, scheduler=scheduler, train_data=train_data, collate=collate,
-        evaluate=evaluate, save_best=save_best, save_state=save_state, counts=counts, num_epochs=num_epochs,
+    writer = open_tensorboard(out, dist, args.tensorboard, state.global_step)
+    job = TrainJob(
+        model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, train_data=train_data,
+        collate=collate, evaluate=evaluate, save_best=save_best, save_state=save_state, counts=counts,
         dist=dist, train_batch_size=args.train_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, max_grad_norm=args.max_grad_norm,
-        eval_period=args.eval_period, wait_step=args.wait_step, selection_metric=args.selection_metric,
-        seed=args.seed, save_training_state=args.save_training_state, tensorboard=writer, state=state)
+        eval_period=args.eval_period, wait_step=args.wait_step, num_train_epochs=num_epochs, seed=args.seed,
+        max_steps=counts.total_global_steps,  # the budget: --max_steps or the epochs' worth
+        input_fields=MODEL_FIELDS, format_score=lambda score: f"{score:.4g}",
+        save_training_state=args.save_training_state, tensorboard=writer, state=state)
+    logger.info("Starting pretraining: %d optimizer steps (%d warm-up), %d micro-batches per epoch",
+                counts.total_global_steps, counts.warmup_steps, counts.steps_per_epoch)
     try:
-        outcome = run(job)
+        outcome = train(job)
     finally:
         if writer is not None:
             writer.close()
+    logger.info("Best %s on dev: %.4g after %d steps (%s)", args.selection_metric, outcome.best,
+                outcome.global_step, outcome.stopped_by)
     if dist.is_main:
         write_metrics(out, args.selection_metric, best, history)
     dist_utils.barrier()
@@ -247,6 +217,6 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
 
 
 def write_metrics(out: Path, selection: str, best: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    atomic_write_text(out / METRICS_FILE, json.dumps(
+    ck.atomic_write_text(out / METRICS_FILE, json.dumps(
         {"selection_metric": selection, "best_step": best["step"], "best": best["metrics"],
          "history": history}, indent=1))

@@ -7,7 +7,8 @@ Files in ``--output_dir``:
 * the best model, in the original layout (``pytorch_model.bin`` with the alias keys +
   ``config.json``) so the original's tools read it, and as ``model.safetensors`` (canonical keys);
   ``entity_rows.json`` too when the memory is compact. Written model files first and
-  ``pytorch_model.bin`` last; ``best_checkpoint.json`` (step, score) after all of them.
+  ``pytorch_model.bin`` last; ``best_checkpoint.json`` (epoch, step, score and the metric's name)
+  after all of them.
 * ``training_state.pt``: everything ``--resume`` needs (model, optimizer, scheduler, step
   counters, data position, early-stopping state, RNG states of every rank), saved at every
   evaluation. One file, replaced atomically.
@@ -18,9 +19,12 @@ no pickled code is ever executed.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +32,10 @@ import numpy as np
 import torch
 
 from edmem.errors import CheckpointError
+from edmem.training import distributed as dist_utils
+from edmem.training.distributed import DistInfo
+
+logger = logging.getLogger("__main__")
 
 TRAINING_STATE = "training_state.pt"
 BEST_META = "best_checkpoint.json"
@@ -136,3 +144,89 @@ def load_training_state(output_dir: str | Path) -> dict[str, Any] | None:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not an edmem training state")
     return state
+
+
+def load_resume_state(output_dir: str | Path, resume: bool) -> dict[str, Any] | None:
+    """``--resume``: the saved training state, or None (with a warning when there is none)."""
+    if not resume:
+        return None
+    state = load_training_state(output_dir)
+    if state is None:
+        logger.warning("--resume: no %s in %s; starting a new run", TRAINING_STATE, output_dir)
+    return state
+
+
+def save_resume_state(output_dir: str | Path, model: Any, optimizer: Any, scheduler: Any,
+                      loop: dict[str, Any], dist: DistInfo, counts: Any,
+                      data_rng: np.random.RandomState | None = None, **extra: Any) -> None:
+    """Collective (every rank calls it): gather every rank's RNG states, rank 0 writes
+    ``training_state.pt`` (model, optimizer, scheduler, loop position, step counts, ``extra``)."""
+    rng = dist_utils.gather_objects(capture_rng_state(data_rng))
+    if dist.is_main:
+        save_training_state(output_dir, {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "loop": loop, "rng": rng, "world_size": dist.world_size, "counts": asdict(counts),
+            **extra})
+    dist_utils.barrier()
+
+
+def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, scheduler: Any,
+                         dist: DistInfo, counts: Any,
+                         data_rng: np.random.RandomState | None = None) -> dict[str, Any]:
+    """Load a saved state into model, optimizer, scheduler and this rank's RNGs; return the loop
+    position. Refused when the world size or the step counts differ from the saving run's."""
+    if saved["world_size"] != dist.world_size:
+        raise CheckpointError(f"the training state was saved by {saved['world_size']} process(es); "
+                              f"resume it with the same number (got {dist.world_size})")
+    if saved["counts"] != asdict(counts):
+        raise CheckpointError("the training state was saved with other step counts (batch size, "
+                              "epochs, data or gradient accumulation changed); resume with the "
+                              "original flags")
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"the training state does not fit the model flags: {exc}") from None
+    model._tie_weights()
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    restore_rng_state(saved["rng"][dist.rank], data_rng)
+    return saved["loop"]
+
+
+# ---- best checkpoint -----------------------------------------------------------------------
+def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int, score: float,
+                         metric: str) -> None:
+    """The best model in the original layout (``pytorch_model.bin`` with alias keys +
+    ``config.json``) and as ``model.safetensors`` (canonical keys), each file atomic; the
+    original-layout weights are replaced last and ``best_checkpoint.json`` after them."""
+    from safetensors.torch import save_file
+
+    from edmem.modeling.model import TIED_GROUPS
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    aliases = {a for group in TIED_GROUPS.values() for a in group}
+    canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
+    atomic_write(out / "model.safetensors",
+                 lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
+    atomic_write_text(out / "config.json", model.config.to_json_string())
+    if rows.compact:
+        rows.save(out)
+    atomic_torch_save(state, out / "pytorch_model.bin")
+    atomic_write_text(out / BEST_META, json.dumps(
+        {"epoch": epoch, "global_step": step, "score": score, "metric": metric,
+         "entity_rows": "compact" if rows.compact else "full"}))
+    logger.info("Checkpoint saved to %s", out)
+
+
+def read_best_record(output_dir: str | Path) -> dict[str, Any] | None:
+    """``best_checkpoint.json`` with the neutral keys ``score`` and ``metric``; a record written
+    before them (the score under ``dev_em``, fine-tuning's EM) reads the same. None if absent."""
+    path = Path(output_dir) / BEST_META
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if "dev_em" in record and "score" not in record:
+        record["score"] = record.pop("dev_em")
+        record.setdefault("metric", "EM")
+    return record

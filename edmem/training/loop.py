@@ -1,15 +1,19 @@
-"""The fine-tuning loop (spec §7.3–7.4), readable top to bottom.
+"""The training loop of fine-tuning (spec §7.3–7.4) and pretraining (§11), readable top to bottom.
 
-    for each epoch, for each micro-batch of this rank:
+    for each epoch (train_data.set_epoch(epoch) when it has one), for each micro-batch of this rank:
         forward; loss /= GA; all-reduce the loss numbers (NaN on any rank stops every rank)
         backward (DDP gradient sync only on the micro-step that ends an accumulation)
         every GA micro-steps: clip, AdamW step, schedule step, zero grads, global_step += 1
             every eval_period optimizer steps (and at the last one):
-                dev EM -> log line -> save the best checkpoint if strictly better
+                evaluate -> log line -> save the best checkpoint if strictly better
                 -> save the resume state -> stop after wait_step evaluations without improvement
+        stop at the last optimizer step (the epochs' worth, or the step budget ``max_steps``)
 
-Everything else — building the model, data, optimiser, writing files — lives in
-``edmem.training.runner``; this module only runs steps and decides when to evaluate and stop.
+The two callers differ only in data: which batch fields the model takes (``input_fields``), what
+an evaluation returns (an :class:`Evaluation`: selection score, its name, what to log) and how a
+score is printed. Everything else — building the model, data, optimiser, writing files — lives
+in ``edmem.training.runner`` / ``edmem.pretraining.runner``; this module only runs steps and
+decides when to evaluate and stop.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edmem.inference.predict import DevScores
 from edmem.training import distributed as dist_utils
 from edmem.training.distributed import DistInfo
 from edmem.training.faults import maybe_inject_fault
@@ -56,17 +59,33 @@ class LoopState:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One dev evaluation, as the caller's ``evaluate`` reports it to the loop."""
+
+    score: float                           # selection score, higher is better (strictly better saves)
+    metric: str                            # its name in the log: "EM", "final_recall@1", …
+    summary: str                           # the "Step …" line's metrics part: "EM 12.50%"
+    metrics: dict[str, float] = field(default_factory=dict)   # TensorBoard scalars dev/<name>
+    notes: tuple[str, ...] = ()            # further lines, each logged as "Step S, <note>"
+
+
+def percent(score: float) -> str:
+    """The original's score printout: a fraction as ``12.50%``."""
+    return f"{score * 100:.2f}%"
+
+
 @dataclass
 class TrainJob:
-    """What the loop needs; built by ``edmem.training.runner``."""
+    """What the loop needs; built by ``edmem.training.runner`` or ``edmem.pretraining.runner``."""
 
     model: nn.Module                       # DDP-wrapped when world_size > 1
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_data: Any                        # ELDataset(is_training=True)
+    train_data: Any                        # items by index; set_epoch(epoch) is called if it has one
     collate: Callable[[list], dict]
-    evaluate: Callable[[], DevScores]      # dev metric over all ranks
-    save_best: Callable[[int, int, float], None]  # (epoch, global_step, em) -> best checkpoint
+    evaluate: Callable[[], Evaluation]     # dev evaluation over all ranks
+    save_best: Callable[[int, int, Evaluation], None]  # (epoch, global_step, evaluation)
     save_state: Callable[[LoopState], None]  # resume state (collective: every rank calls it)
     counts: StepCounts
     dist: DistInfo
@@ -74,9 +93,12 @@ class TrainJob:
     gradient_accumulation_steps: int
     max_grad_norm: float
     eval_period: int
-    wait_step: int
+    wait_step: int                         # evaluations without improvement before stopping; 0 = never
     num_train_epochs: int
     seed: int
+    max_steps: int = 0                     # step budget (counts built for it); 0 = every epoch
+    input_fields: tuple[str, ...] = TRAIN_INPUTS   # batch fields passed to the model
+    format_score: Callable[[float], str] = percent  # "Saving model with best …: A -> B"
     shuffle: bool = True
     save_training_state: bool = True
     tensorboard: Any = None                # SummaryWriter on rank 0, else None
@@ -87,29 +109,22 @@ class TrainJob:
 class TrainResult:
     best: float
     global_step: int
-    stopped_by: str                        # "early_stopping" | "epochs" | "nan" | "resumed_finished"
-
-
-def _loss_numbers(out: Any, scale: float) -> torch.Tensor:
-    """``[loss, lm, el, enc, dec, final]`` (detached, divided by GA) for logging."""
-    detail = out.detail_loss
-    parts = [out.loss] + [getattr(detail, name, None) for name in LOSS_NAMES]
-    values = [0.0 if p is None else (p.detach().float() if torch.is_tensor(p) else float(p))
-              for p in parts]
-    return torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values]) / scale
+    stopped_by: str   # "epochs" | "steps" (the budget) | "early_stopping" | "nan" | "resumed_finished"
 
 
 def train(job: TrainJob) -> TrainResult:
     model, optimizer, scheduler, st = job.model, job.optimizer, job.scheduler, job.state
     ga, world = job.gradient_accumulation_steps, job.dist.world_size
-    stopper = EarlyStopping(job.wait_step, best=st.best, wait=st.wait)
+    total = min(job.max_steps, job.counts.total_global_steps) if job.max_steps else job.counts.total_global_steps
+    stopper = EarlyStopping(job.wait_step if job.wait_step > 0 else math.inf, best=st.best, wait=st.wait)
     if st.finished:
         logger.info("The saved training state is finished; nothing left to train")
         return TrainResult(stopper.best, st.global_step, "resumed_finished")
     is_ddp = hasattr(model, "no_sync")
     logged = torch.zeros(len(LOSS_NAMES) + 1)   # loss numbers summed since the last evaluation
     steps_since_log = 0
-    stopped_by = "epochs"
+    budget = "steps" if job.max_steps else "epochs"
+    stopped_by = budget
     model.train()
     train_start = time.time()
     logger.info("Starting training!")
@@ -117,6 +132,8 @@ def train(job: TrainJob) -> TrainResult:
     for epoch in range(st.epoch, job.num_train_epochs):
         st.epoch = epoch
         logger.info("%sEpoch %d%s", "*" * 20, epoch + 1, "*" * 20)
+        if hasattr(job.train_data, "set_epoch"):   # per-epoch item content (pretraining's masks)
+            job.train_data.set_epoch(epoch)
         batches = epoch_batches(len(job.train_data), job.train_batch_size, epoch, job.seed,
                                 job.dist.rank, world, job.shuffle)
         progress = _progress(len(batches), st.batch_in_epoch, epoch, job.dist)
@@ -125,7 +142,7 @@ def train(job: TrainJob) -> TrainResult:
             st.local_step += 1
             sync = st.local_step % ga == 0 or st.local_step == job.counts.total_local_steps
             batch = job.collate([job.train_data[i] for i in indices])
-            inputs = {k: batch[k].to(job.dist.device) for k in TRAIN_INPUTS}
+            inputs = {k: batch[k].to(job.dist.device) for k in job.input_fields}
             # Q31: accumulate locally, all-reduce gradients only on the last micro-step.
             with model.no_sync() if (is_ddp and not sync) else contextlib.nullcontext():
                 out = model(**inputs, return_dict=True)
@@ -154,26 +171,26 @@ def train(job: TrainJob) -> TrainResult:
                 job.tensorboard.add_scalar("train/lr", scheduler.get_last_lr()[0], st.global_step)
                 job.tensorboard.add_scalar("train/loss", float(numbers[0]), st.global_step)
 
-            if st.global_step % job.eval_period == 0 or st.global_step == job.counts.total_global_steps:
+            last = st.global_step == total
+            if st.global_step % job.eval_period == 0 or last:
                 logger.info("Train duration: %.3fs", time.time() - train_start)
-                scores = job.evaluate()
+                result = job.evaluate()
                 mean = logged / max(1, steps_since_log)
-                logger.info("Step %d, Train loss %.2f, EM %.2f%%, Detail loss: %s, epoch=%d",
-                            st.global_step, float(mean[0]), scores.em * 100, _detail_str(mean),
-                            epoch + 1)
-                logger.info("Step %d, dev entity-id accuracy %.2f%% (%d examples)",
-                            st.global_step, scores.id_accuracy * 100, scores.count)
-                _tensorboard_eval(job.tensorboard, st.global_step, mean, scores)
+                logger.info("Step %d, Train loss %.2f, %s, Detail loss: %s, epoch=%d",
+                            st.global_step, float(mean[0]), result.summary, _detail_str(mean), epoch + 1)
+                for note in result.notes:
+                    logger.info("Step %d, %s", st.global_step, note)
+                _tensorboard_eval(job.tensorboard, st.global_step, mean, result)
                 logged.zero_()
                 steps_since_log = 0
                 previous = stopper.best
-                if stopper.update(scores.em):
-                    logger.info("Saving model with best EM: %.2f%% -> %.2f%% on epoch=%d, "
-                                "global_step=%d", previous * 100, scores.em * 100, epoch + 1,
-                                st.global_step)
-                    job.save_best(epoch + 1, st.global_step, scores.em)
+                if stopper.update(result.score):
+                    logger.info("Saving model with best %s: %s -> %s on epoch=%d, global_step=%d",
+                                result.metric, job.format_score(previous),
+                                job.format_score(result.score), epoch + 1, st.global_step)
+                    job.save_best(epoch + 1, st.global_step, result)
                 st.best, st.wait = stopper.best, stopper.wait
-                st.finished = stopper.should_stop or st.global_step == job.counts.total_global_steps
+                st.finished = stopper.should_stop or last
                 if job.save_training_state:
                     job.save_state(st)
                 if stopper.should_stop:
@@ -181,15 +198,23 @@ def train(job: TrainJob) -> TrainResult:
                     break
                 model.train()
                 train_start = time.time()
+            if last:
+                break
         progress.close()
-        if stopped_by != "epochs":
+        if stopped_by != budget or st.global_step == total:
             break
         st.batch_in_epoch = 0
-    else:
-        st.epoch = job.num_train_epochs
     st.finished = True
-    logger.info("Best EM on validation data: %.2f", stopper.best * 100)
     return TrainResult(stopper.best, st.global_step, stopped_by)
+
+
+def _loss_numbers(out: Any, scale: float) -> torch.Tensor:
+    """``[loss, lm, el, enc, dec, final]`` (detached, divided by GA) for logging."""
+    detail = out.detail_loss
+    parts = [out.loss] + [getattr(detail, name, None) for name in LOSS_NAMES]
+    values = [0.0 if p is None else (p.detach().float() if torch.is_tensor(p) else float(p))
+              for p in parts]
+    return torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values]) / scale
 
 
 def _detail_str(mean: torch.Tensor) -> str:
@@ -197,11 +222,12 @@ def _detail_str(mean: torch.Tensor) -> str:
     return ", ".join(f"{name}: {float(value)}" for name, value in zip(LOSS_NAMES, mean[1:].tolist()))
 
 
-def _tensorboard_eval(writer: Any, step: int, mean: torch.Tensor, scores: DevScores) -> None:
+def _tensorboard_eval(writer: Any, step: int, mean: torch.Tensor, result: Evaluation) -> None:
     if writer is None:
         return
-    writer.add_scalar("dev/em", scores.em * 100, step)
-    writer.add_scalar("dev/entity_id_accuracy", scores.id_accuracy * 100, step)
+    for name, value in result.metrics.items():
+        if not math.isnan(value):
+            writer.add_scalar(f"dev/{name}", value, step)
     writer.add_scalar("train/loss_since_last_eval", float(mean[0]), step)
     for name, value in zip(LOSS_NAMES, mean[1:].tolist()):
         if not math.isnan(value):

@@ -12,13 +12,9 @@ checkpoint of ``--output_dir``.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +29,7 @@ EXIT_ERROR = 1
 EXIT_NAN = 3
 
 logger = get_logger()
+T = TypeVar("T")
 
 
 class UsageError(EDMemError):
@@ -63,18 +60,22 @@ def validate_args(args: argparse.Namespace) -> None:
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
             raise DataError("file not found", path, field=f"--{name}")
-    for name in ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
-                 "eval_period", "num_train_epochs", "inference_nearest_k_entity"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
-    if args.wait_step < 1:
-        raise UsageError(f"--wait_step must be at least 1 (got {args.wait_step})")
+    require_positive(args, ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
+                            "eval_period", "num_train_epochs", "inference_nearest_k_entity",
+                            "wait_step"))
     task_dir = Path(args.data_dir) / args.task
     if not task_dir.is_dir():
         raise DataError(f"task directory not found (from --data_dir {args.data_dir} and "
                         f"--task {args.task})", task_dir)
     if args.do_train and args.pretrain_ckpt is not None and not Path(args.pretrain_ckpt).is_dir():
         raise CheckpointError(f"--pretrain_ckpt {args.pretrain_ckpt}: directory not found")
+
+
+def require_positive(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Refuse a flag of ``names`` below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
 
 
 def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
@@ -97,6 +98,22 @@ def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
     return out
 
 
+def start_run(args: argparse.Namespace, dist: DistInfo, log_name: str) -> Path:
+    """The output directory (:func:`prepare_output_dir`) with ``log_name`` opened and the flags
+    logged (and, when training, written to ``args``); torch threads set; every RNG seeded."""
+    from edmem.training.loop import seed_everything
+
+    out = prepare_output_dir(args, dist)
+    setup_logging(out / log_name, dist.is_main, args.log_level, args.log_level_replica)
+    logger.info(str(args))
+    if dist.is_main and args.do_train:
+        ck.atomic_write_text(out / "args", f"{args}\n")
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    seed_everything(args.seed)
+    return out
+
+
 # ---------------------------------------------------------------------------- building blocks
 def load_entity_rows(args: argparse.Namespace, out: Path, names: Any) -> Any:
     """The memory's row mapping: the one saved in ``--output_dir`` (compact runs), else a compact
@@ -111,15 +128,24 @@ def load_entity_rows(args: argparse.Namespace, out: Path, names: Any) -> Any:
     return EntityRows.identity(args.entity_vocab_size)
 
 
-def build_config(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> Any:
+def build_config(args: argparse.Namespace, tokenizer: Any, num_rows: int,
+                 generate_target: str = "entity_linking", min_top_k: int = 0) -> Any:
+    """The model config from ``--model_name`` and the model flags, for ``num_rows`` memory rows.
+
+    ``generate_target``: the model's mode (``"pretraining"``: LM + EL losses). ``min_top_k``:
+    raise ``--inference_nearest_k_entity`` to at least this many candidates per memory read,
+    capped by the memory size (pretraining's recall@100)."""
     from edmem.config import EDMemConfig
     from edmem.data.tokenization import marker_ids
 
     start, end = marker_ids(tokenizer)
+    top_k = args.inference_nearest_k_entity
+    if min_top_k:
+        top_k = min(num_rows, max(top_k, min_top_k))
     try:
         config = EDMemConfig.from_bart_config(
-            args.model_name, args, entity_vocab_size=num_rows, generate_target="entity_linking",
-            entity_start_token_id=start, entity_end_token_id=end)
+            args.model_name, args, entity_vocab_size=num_rows, generate_target=generate_target,
+            entity_start_token_id=start, entity_end_token_id=end, inference_nearest_k_entity=top_k)
     except (ValueError, OSError) as exc:
         raise UsageError(f"--model_name {args.model_name}: cannot build the model config ({exc})") from None
     if config.vocab_size != len(tokenizer):
@@ -178,36 +204,37 @@ def load_weights(model: Any, directory: str | Path, what: str) -> None:
     logger.info("Loaded checkpoint from %s", directory)
 
 
-def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int, score: float) -> None:
-    """The best model in the original layout (``pytorch_model.bin`` with alias keys +
-    ``config.json``) and as ``model.safetensors`` (canonical keys), each file atomic; the
-    original-layout weights are replaced last and ``best_checkpoint.json`` after them."""
-    from safetensors.torch import save_file
+def wrap_ddp(model: Any, dist: DistInfo) -> Any:
+    """The model as the training loop drives it: DDP-wrapped under several processes."""
+    if not dist.distributed:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+        find_unused_parameters=False)
 
-    from edmem.modeling.model import TIED_GROUPS
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    aliases = {a for group in TIED_GROUPS.values() for a in group}
-    canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
-    ck.atomic_write(out / "model.safetensors",
-                    lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
-    ck.atomic_write_text(out / "config.json", model.config.to_json_string())
-    if rows.compact:
-        rows.save(out)
-    ck.atomic_torch_save(state, out / "pytorch_model.bin")
-    ck.atomic_write_text(out / ck.BEST_META, json.dumps(
-        {"epoch": epoch, "global_step": step, "dev_em": score,
-         "entity_rows": "compact" if rows.compact else "full"}))
-    logger.info("Checkpoint saved to %s", out)
+def open_tensorboard(out: Path, dist: DistInfo, enabled: bool, global_step: int) -> Any:
+    """A SummaryWriter on ``out/tensorboard`` (rank 0, when enabled), dropping events after
+    ``global_step`` that a killed run wrote before a resume; else None."""
+    if not (enabled and dist.is_main):
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(out / "tensorboard"), purge_step=global_step + 1 if global_step else None)
 
 
 # ---------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace) -> int:
     """Train and/or predict as the flags say. Returns the exit status."""
     validate_args(args)
+    return run_in_process_group(args, _run)
+
+
+def run_in_process_group(args: argparse.Namespace, body: Callable[[argparse.Namespace, DistInfo], T]) -> T:
+    """Join the process group the launcher describes (``--local_rank``, ``--dist_timeout``), run
+    ``body(args, dist)``, and always close the log files and the group afterwards."""
     dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
     try:
-        return _run(args, dist)
+        return body(args, dist)
     finally:
         close_logging()
         dist_utils.cleanup()
@@ -219,22 +246,13 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
     from edmem.data.entity_vocab import load_id2entity
     from edmem.data.examples import ELEncodingOptions
     from edmem.modeling.model import EDMemModel
-    from edmem.training.loop import seed_everything
 
-    out = prepare_output_dir(args, dist)
-    log_name = "log.txt" if args.do_train else f"{args.prefix}log.txt"
-    setup_logging(out / log_name, dist.is_main, args.log_level, args.log_level_replica)
-    logger.info(str(args))
+    out = start_run(args, dist, "log.txt" if args.do_train else f"{args.prefix}log.txt")
     logger.info(str(out))
     logger.info("Using %d gpus", dist.world_size if dist.device.type == "cuda" else 0)
     if dist.distributed:
         logger.info("World size %d (backend %s), rank %d", dist.world_size,
                     "nccl" if dist.device.type == "cuda" else "gloo", dist.rank)
-    if dist.is_main and args.do_train:
-        ck.atomic_write_text(out / "args", f"{args}\n")
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
-    seed_everything(args.seed)
 
     names = load_id2entity(args.id2entity_file)
     rows = load_entity_rows(args, out, names)
@@ -276,9 +294,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
     from edmem.training.optim import build_optimizer
     from edmem.training.schedule import calculate_num_steps, linear_schedule
 
-    resume_state = ck.load_training_state(out) if args.resume else None
-    if args.resume and resume_state is None:
-        logger.warning("--resume: no %s in %s; starting a new run", ck.TRAINING_STATE, out)
+    resume_state = ck.load_resume_state(out, args.resume)
     if resume_state is None:
         if args.pretrain_ckpt is None:
             logger.warning("No --pretrain_ckpt: training from scratch (random initialisation)")
@@ -302,44 +318,29 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
 
     state = LoopState()
     if resume_state is not None:
-        state = _restore(resume_state, model, optimizer, scheduler, data_rng, dist, counts)
+        state = LoopState(**ck.restore_resume_state(resume_state, model, optimizer, scheduler, dist,
+                                                    counts, data_rng))
         logger.info("Resumed from %s: epoch %d, batch %d, global step %d, best EM %.2f%%, wait %d",
                     out / ck.TRAINING_STATE, state.epoch + 1, state.batch_in_epoch,
                     state.global_step, state.best * 100, state.wait)
 
-    net = model
-    if dist.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
-            find_unused_parameters=False)
-
     def evaluate():
         predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows)
-        return dev_scores(splits["dev"], predictions.topk, names)
+        return em_evaluation(dev_scores(splits["dev"], predictions.topk, names))
 
-    def save_best(epoch: int, step: int, score: float) -> None:
+    def save_best(epoch: int, step: int, result) -> None:
         if dist.is_main:
-            save_best_checkpoint(model, out, rows, epoch, step, score)
+            ck.save_best_checkpoint(model, out, rows, epoch, step, result.score, result.metric)
 
     def save_state(st: LoopState) -> None:
-        rng = dist_utils.gather_objects(ck.capture_rng_state(data_rng))
-        if dist.is_main:
-            ck.save_training_state(out, {
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "loop": st.to_dict(), "rng": rng, "world_size": dist.world_size,
-                "counts": asdict(counts), "entity_rows": "compact" if rows.compact else "full"})
-        dist_utils.barrier()
+        ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts, data_rng,
+                             entity_rows="compact" if rows.compact else "full")
 
-    writer = None
-    if dist.is_main and args.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.global_step + 1
-                               if state.global_step else None)
+    writer = open_tensorboard(out, dist, args.tensorboard, state.global_step)
     job = TrainJob(
-        model=net, optimizer=optimizer, scheduler=scheduler, train_data=train_data,
-        collate=collate, evaluate=evaluate, save_best=save_best, save_state=save_state,
-        counts=counts, dist=dist, train_batch_size=args.train_batch_size,
+        model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler,
+        train_data=train_data, collate=collate, evaluate=evaluate, save_best=save_best,
+        save_state=save_state, counts=counts, dist=dist, train_batch_size=args.train_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         max_grad_norm=args.max_grad_norm, eval_period=args.eval_period, wait_step=args.wait_step,
         num_train_epochs=args.num_train_epochs, seed=args.seed, shuffle=not args.debug,
@@ -349,31 +350,24 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
     finally:
         if writer is not None:
             writer.close()
+    if result.stopped_by == "resumed_finished":
+        return 0
+    logger.info("Best EM on validation data: %.2f", result.best * 100)
     if result.stopped_by == "nan":
         logger.error("Training stopped on a NaN/inf loss; predicting with the best checkpoint so far")
         return EXIT_NAN
     return 0
 
 
-def _restore(saved: dict, model, optimizer, scheduler, data_rng, dist: DistInfo, counts) -> Any:
-    from edmem.training.loop import LoopState
+def em_evaluation(scores: Any) -> Any:
+    """Fine-tuning's dev result for the loop: EM selects the checkpoint (spec §7.4); entity-id
+    accuracy is logged beside it. ``scores``: :class:`edmem.inference.predict.DevScores`."""
+    from edmem.training.loop import Evaluation
 
-    if saved["world_size"] != dist.world_size:
-        raise CheckpointError(f"the training state was saved by {saved['world_size']} process(es); "
-                              f"resume it with the same number (got {dist.world_size})")
-    if saved["counts"] != asdict(counts):
-        raise CheckpointError("the training state was saved with other step counts (batch size, "
-                              "epochs, data or gradient accumulation changed); resume with the "
-                              "original flags")
-    try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"the training state does not fit the model flags: {exc}") from None
-    model._tie_weights()
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    ck.restore_rng_state(saved["rng"][dist.rank], data_rng)
-    return LoopState(**saved["loop"])
+    return Evaluation(
+        score=scores.em, metric="EM", summary=f"EM {scores.em * 100:.2f}%",
+        metrics={"em": scores.em * 100, "entity_id_accuracy": scores.id_accuracy * 100},
+        notes=(f"dev entity-id accuracy {scores.id_accuracy * 100:.2f}% ({scores.count} examples)",))
 
 
 def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset) -> None:
@@ -408,22 +402,18 @@ def main_with_errors(argv: list[str] | None, mode: str, prog: str) -> int:
     try:
         return run(args)
     except (EDMemError, OSError) as exc:
-        where = ""
-        if dist_utils_world() > 1:
-            where = f"[rank {dist_utils_rank()}] "
-        message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
-        print(f"{prog}: error: {where}{message}", file=sys.stderr)
-        return EXIT_ERROR
+        return report_error(prog, exc)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
-def dist_utils_world() -> int:
+def report_error(prog: str, exc: BaseException) -> int:
+    """Print bad input as one line ``<prog>: error: [rank r] <message>`` (the rank only under
+    several processes); return :data:`EXIT_ERROR`."""
     import os
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
-
-def dist_utils_rank() -> int:
-    import os
-    return int(os.environ.get("RANK", "0"))
+    where = f"[rank {os.environ.get('RANK', '0')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
+    print(f"{prog}: error: {where}{message}", file=sys.stderr)
+    return EXIT_ERROR
