@@ -36,6 +36,20 @@ def activation(name: str):
         raise ValueError(f"unsupported activation_function {name!r}; known: {sorted(_ACTIVATIONS)}") from None
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` with a 1-byte mask kept for backward instead of a float one.
+
+    On CPU ``F.dropout`` multiplies by a float "noise" tensor and autograd keeps that tensor (4 bytes
+    per element) until backward; ``torch.native_dropout`` keeps a bool mask (1 byte). Both draw the
+    same Bernoulli samples from the same generator and scale by the same ``1/(1−p)``, so outputs,
+    gradients and the RNG state afterwards are bit-identical (``tests/test_model.py``). Saves about a
+    quarter of the training activations. ``p`` of 0 or 1 and eval mode go through ``F.dropout``.
+    """
+    if not training or p <= 0.0 or p >= 1.0:
+        return F.dropout(x, p=p, training=training)
+    return torch.native_dropout(x, p, True)[0]
+
+
 # ---------------------------------------------------------------------------------------- masks
 def padding_mask(mask: torch.Tensor, dtype: torch.dtype, tgt_len: int | None = None) -> torch.Tensor:
     """(B, S) 1/0 mask → additive (B, 1, T, S) mask: 0 where attended, ``finfo(dtype).min`` on pads.
@@ -133,7 +147,7 @@ class Attention(nn.Module):
             weights = (weights.view(bsz, self.heads, tgt_len, src_len) + mask).view(
                 bsz * self.heads, tgt_len, src_len)
         weights = F.softmax(weights, dim=-1)
-        weights = F.dropout(weights, p=self.dropout, training=self.training)
+        weights = dropout(weights, self.dropout, self.training)
         out = torch.bmm(weights, value)
         out = out.view(bsz, self.heads, tgt_len, self.head_dim).transpose(1, 2).reshape(bsz, tgt_len, dim)
         return self.out_proj(out)
@@ -161,12 +175,12 @@ class _PostLNLayer(nn.Module):
 
     def _attend(self, attn: Attention, norm: nn.LayerNorm, hidden: torch.Tensor,
                 key_value: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
-        out = F.dropout(attn(hidden, key_value=key_value, mask=mask), p=self.dropout, training=self.training)
+        out = dropout(attn(hidden, key_value=key_value, mask=mask), self.dropout, self.training)
         return norm(hidden + out)
 
     def _feed_forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        out = F.dropout(self.act(self.fc1(hidden)), p=self.activation_dropout, training=self.training)
-        out = F.dropout(self.fc2(out), p=self.dropout, training=self.training)
+        out = dropout(self.act(self.fc1(hidden)), self.activation_dropout, self.training)
+        out = dropout(self.fc2(out), self.dropout, self.training)
         return _clamp_fp16(self.final_layer_norm(hidden + out))
 
 
@@ -227,7 +241,7 @@ class _LowerStack(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         hidden = self.embed_tokens(input_ids) * self.embed_scale + self.embed_positions(positions)
-        return F.dropout(self.layernorm_embedding(hidden), p=self.dropout, training=self.training)
+        return dropout(self.layernorm_embedding(hidden), self.dropout, self.training)
 
 
 class LowerEncoder(_LowerStack):

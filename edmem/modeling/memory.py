@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edmem.config import NIL_ENTITY, EDMemConfig
+from edmem.modeling.layers import dropout
 
 
 class EntityTable(nn.Module):
@@ -50,7 +51,7 @@ class Projection(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.linear(x))
+        return dropout(self.linear(x), self.dropout.p, self.training)
 
 
 class _SoftmaxNLL(torch.autograd.Function):

@@ -18,7 +18,7 @@ from transformers import AutoModel, PreTrainedModel
 
 from edmem.config import EDMemConfig
 from edmem.modeling.layers import (LearnedPositions, LowerDecoder, LowerEncoder, UpperDecoder, UpperEncoder,
-                                   decoder_self_mask, padding_mask)
+                                   decoder_self_mask, dropout, padding_mask)
 from edmem.modeling.memory import EntityMemory, EntityTable, MemoryAccess
 from edmem.modeling.outputs import DetailLoss, EDMemOutput
 
@@ -243,7 +243,7 @@ class EDMemModel(EDMemPreTrainedModel):
         lower_enc = self.LowerEncoder(input_ids, enc_mask)
         enc_read = self.EncoderEntityMemory(input_ids, lower_enc, input_entity_link, False, entity_mask, trace)
         upper_enc_in = self.EncoderMemoryLayerNorm(lower_enc + enc_read.output)  # every position [Q22]
-        upper_enc = self.UpperEncoder(F.dropout(upper_enc_in, p_drop, self.training), enc_mask)  # [Q23]
+        upper_enc = self.UpperEncoder(dropout(upper_enc_in, p_drop, self.training), enc_mask)  # [Q23]
 
         dec_len = decoder_input_ids.shape[1]
         self_mask = decoder_self_mask(decoder_attention_mask, dec_len, dtype, decoder_input_ids.device)
@@ -253,7 +253,7 @@ class EDMemModel(EDMemPreTrainedModel):
         dec_read = self.DecoderEntityMemory(decoder_input_ids, lower_dec, output_entity_link, False, entity_mask,
                                             trace)
         upper_dec_in = self.DecoderMemoryLayerNorm(lower_dec + dec_read.output)
-        upper_dec = self.UpperDecoder(F.dropout(upper_dec_in, p_drop, self.training), self_mask, upper_enc,
+        upper_dec = self.UpperDecoder(dropout(upper_dec_in, p_drop, self.training), self_mask, upper_enc,
                                       cross_mask)
 
         needs_lm_loss = labels is not None and not cfg.is_entity_linking
