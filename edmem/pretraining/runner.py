@@ -187,23 +187,18 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
         if dist.is_main:
             write_metrics(out, args.selection_metric, best, history)
 
-    writer = open_tensorboard(out, dist, args.tensorboard, state.global_step)
-    job = TrainJob(
-        model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, train_data=train_data,
-        collate=collate, evaluate=evaluate, save_best=save_best, save_state=save_state, counts=counts,
-        dist=dist, train_batch_size=args.train_batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, max_grad_norm=args.max_grad_norm,
-        eval_period=args.eval_period, wait_step=args.wait_step, num_train_epochs=num_epochs, seed=args.seed,
-        max_steps=counts.total_global_steps,  # the budget: --max_steps or the epochs' worth
-        input_fields=MODEL_FIELDS, format_score=lambda score: f"{score:.4g}",
-        save_training_state=args.save_training_state, tensorboard=writer, state=state)
     logger.info("Starting pretraining: %d optimizer steps (%d warm-up), %d micro-batches per epoch",
                 counts.total_global_steps, counts.warmup_steps, counts.steps_per_epoch)
-    try:
-        outcome = train(job)
-    finally:
-        if writer is not None:
-            writer.close()
+    with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
+        outcome = train(TrainJob(
+            model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, train_data=train_data,
+            collate=collate, evaluate=evaluate, save_best=save_best, save_state=save_state, counts=counts,
+            dist=dist, train_batch_size=args.train_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps, max_grad_norm=args.max_grad_norm,
+            eval_period=args.eval_period, wait_step=args.wait_step, num_train_epochs=num_epochs,
+            seed=args.seed, max_steps=counts.total_global_steps,  # --max_steps or the epochs' worth
+            input_fields=MODEL_FIELDS, format_score=lambda score: f"{score:.4g}",
+            save_training_state=args.save_training_state, tensorboard=writer, state=state))
     logger.info("Best %s on dev: %.4g after %d steps (%s)", args.selection_metric, outcome.best,
                 outcome.global_step, outcome.stopped_by)
     if dist.is_main:

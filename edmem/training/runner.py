@@ -12,6 +12,7 @@ checkpoint of ``--output_dir``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -214,10 +215,11 @@ def wrap_ddp(model: Any, dist: DistInfo) -> Any:
 
 
 def open_tensorboard(out: Path, dist: DistInfo, enabled: bool, global_step: int) -> Any:
-    """A SummaryWriter on ``out/tensorboard`` (rank 0, when enabled), dropping events after
-    ``global_step`` that a killed run wrote before a resume; else None."""
+    """A context manager giving a SummaryWriter on ``out/tensorboard`` (rank 0, when enabled;
+    events after ``global_step`` that a killed run wrote before a resume are dropped), else None;
+    the writer is closed on exit."""
     if not (enabled and dist.is_main):
-        return None
+        return contextlib.nullcontext()
     from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(str(out / "tensorboard"), purge_step=global_step + 1 if global_step else None)
 
@@ -336,20 +338,16 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
         ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts, data_rng,
                              entity_rows="compact" if rows.compact else "full")
 
-    writer = open_tensorboard(out, dist, args.tensorboard, state.global_step)
-    job = TrainJob(
-        model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler,
-        train_data=train_data, collate=collate, evaluate=evaluate, save_best=save_best,
-        save_state=save_state, counts=counts, dist=dist, train_batch_size=args.train_batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        max_grad_norm=args.max_grad_norm, eval_period=args.eval_period, wait_step=args.wait_step,
-        num_train_epochs=args.num_train_epochs, seed=args.seed, shuffle=not args.debug,
-        save_training_state=args.save_training_state, tensorboard=writer, state=state)
-    try:
-        result = train(job)
-    finally:
-        if writer is not None:
-            writer.close()
+    with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
+        result = train(TrainJob(
+            model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler,
+            train_data=train_data, collate=collate, evaluate=evaluate, save_best=save_best,
+            save_state=save_state, counts=counts, dist=dist, train_batch_size=args.train_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            max_grad_norm=args.max_grad_norm, eval_period=args.eval_period,
+            wait_step=args.wait_step, num_train_epochs=args.num_train_epochs, seed=args.seed,
+            shuffle=not args.debug, save_training_state=args.save_training_state,
+            tensorboard=writer, state=state))
     if result.stopped_by == "resumed_finished":
         return 0
     logger.info("Best EM on validation data: %.2f", result.best * 100)
