@@ -90,6 +90,110 @@ class _SoftmaxNLL(torch.autograd.Function):
         return grad, None
 
 
+class TableGrad:
+    """Gradient of the entity table accumulated in ONE (d_e, N) buffer by the training reads.
+
+    Three reads use the table, each twice (scores and retrieval). Left to autograd, every use
+    returns its own full (d_e, N) gradient, which the engine adds into a buffer: one table-sized
+    transient on top of the buffer at every read (100 MB on the 'small' bench, at the peak of the
+    backward pass). Here :class:`_TrainRead` adds its contributions into ``buf`` in place
+    (``addmm_``) and :class:`_TableSink` hands ``buf`` to autograd as the table's gradient once all
+    reads are done, so ``AccumulateGrad``, DDP hooks and ``grad`` behave as usual.
+    """
+
+    def __init__(self) -> None:
+        self.buf: torch.Tensor | None = None
+
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """``buf += a @ b`` without a table-sized temporary."""
+        if self.buf is None:
+            self.buf = a @ b
+        else:
+            self.buf.addmm_(a, b)
+
+
+class _TableSink(torch.autograd.Function):
+    """Identity on the table whose backward returns what the reads put in ``TableGrad.buf``."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, acc: TableGrad):  # type: ignore[override]
+        ctx.acc = acc
+        ctx.set_materialize_grads(False)
+        return table.detach()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor | None):  # type: ignore[override]
+        buf, ctx.acc.buf = ctx.acc.buf, None
+        if grad is not None:  # a use of the table that went through autograd (fallback path)
+            buf = grad if buf is None else buf.add_(grad)
+        return buf, None
+
+
+def table_for_training(table: torch.Tensor) -> tuple[torch.Tensor, TableGrad | None]:
+    """``(table seen by the reads, accumulator)`` for one training forward (see :class:`TableGrad`)."""
+    if not (torch.is_grad_enabled() and table.requires_grad):
+        return table, None
+    acc = TableGrad()
+    return _TableSink.apply(table, acc), acc
+
+
+class _TrainRead(torch.autograd.Function):
+    """One fp32 training read: ``scores = q @ E``, ``probs = softmax(scores)``, per-mention
+    ``nll = logsumexp(scores) − scores[gold]``, ``retrieved = probs @ Eᵀ`` (when ``with_output``).
+
+    The same operations as ``q @ E`` → :class:`_SoftmaxNLL` → ``probs @ Eᵀ`` (same values), with
+    one M×N buffer from the score product to the saved probabilities (no second M×N in forward),
+    the score gradient computed in place in the M×N ``d probs`` buffer, and the table gradient
+    added into ``acc`` (no table-sized temporaries).
+    """
+
+    @staticmethod
+    def forward(ctx, query, table, gold, entity_mask, with_output, acc, trace):  # type: ignore[override]
+        scores = query @ table
+        masked = None
+        if entity_mask is not None:
+            masked = entity_mask.to(device=scores.device).bool()
+            scores.masked_fill_(masked, torch.finfo(scores.dtype).min)
+        if trace is not None:
+            trace.append(scores.clone())
+        probs = scores.sub_(scores.amax(dim=1, keepdim=True))
+        gold_shifted = probs.gather(1, gold[:, None]).squeeze(1)
+        probs.exp_()
+        total = probs.sum(dim=1, keepdim=True)
+        nll = total.squeeze(1).log() - gold_shifted
+        probs.div_(total)
+        retrieved = probs @ table.t() if with_output else None
+        ctx.save_for_backward(query, table, probs, gold, masked)
+        ctx.acc = acc
+        ctx.set_materialize_grads(False)
+        return retrieved, nll
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_ret, g_nll):  # type: ignore[override]
+        query, table, probs, gold, masked = ctx.saved_tensors
+        acc: TableGrad = ctx.acc
+        if g_ret is not None:
+            grad = g_ret @ table                        # d probs, (M, N)
+            acc.add(g_ret.t(), probs)                   # retrieval part of d table
+            dot = torch.bmm(grad.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
+            grad.sub_(dot)
+        else:
+            grad = torch.zeros_like(probs)
+        if g_nll is not None:
+            grad.add_(g_nll[:, None])
+        grad.mul_(probs)                                # d scores, in the d probs buffer
+        if g_nll is not None:
+            rows = torch.arange(gold.shape[0], device=gold.device)
+            grad[rows, gold] -= g_nll
+        if masked is not None:
+            grad.masked_fill_(masked, 0.0)
+        acc.add(query.t(), grad)                        # score part of d table
+        g_query = grad @ table.t() if ctx.needs_input_grad[0] else None
+        return g_query, None, None, None, None, None, None
+
+
 def mean_nll(nll: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
     """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none [Q10].
 
@@ -147,34 +251,48 @@ class EntityMemory(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, hidden: torch.Tensor, gold: torch.Tensor | None = None,
                 last_only: bool = False, entity_mask: torch.Tensor | None = None,
-                trace: bool = False) -> MemoryAccess:
+                trace: bool = False, table: tuple[torch.Tensor, TableGrad | None] | None = None) -> MemoryAccess:
         """Read the memory at the ``<E_s>`` positions of ``token_ids`` using ``hidden`` (B, T, d).
 
         ``gold`` (B, T) entity rows (training loss); ``entity_mask`` (N,) 1 = masked entity.
         Training mode: full softmax over N (loss + dense retrieval). Eval mode: top-K only.
+        ``table``: ``table_for_training(weight)`` shared by the reads of one forward (the model
+        passes it so that the table gradient has one buffer); None → this read's own.
         """
         positions = mention_positions(token_ids, self.entity_start_id, last_only)
         rows, cols = positions[:, 0], positions[:, 1]
         query = self.InputLayer(hidden[rows, cols])
-        table = self.EntityEmbedding.weight
         access = MemoryAccess(positions=positions, query=query if trace else None)
         if self.training:
-            retrieved = self._train_read(access, query, table, gold[rows, cols] if gold is not None else None,
+            weight, acc = table if table is not None else table_for_training(self.EntityEmbedding.weight)
+            retrieved = self._train_read(access, query, weight, acc, gold[rows, cols] if gold is not None else None,
                                          entity_mask, trace)
         else:
-            retrieved = self._eval_read(access, query, table, entity_mask, trace)
+            retrieved = self._eval_read(access, query, self.EntityEmbedding.weight, entity_mask, trace)
         if self.OutputLayer is not None and retrieved is not None:
             projected = self.OutputLayer(retrieved.to(hidden.dtype))
             access.output = hidden.new_zeros(hidden.shape).index_put((rows, cols), projected.to(hidden.dtype))
         return access
 
     # ------------------------------------------------------------------ training
-    def _train_read(self, access: MemoryAccess, query: torch.Tensor, table: torch.Tensor,
+    def _train_read(self, access: MemoryAccess, query: torch.Tensor, table: torch.Tensor, acc: TableGrad | None,
                     gold: torch.Tensor | None, entity_mask: torch.Tensor | None,
                     trace: bool) -> torch.Tensor | None:
         needs_output = self.OutputLayer is not None
         if gold is None and not needs_output:
             return None
+        if (acc is not None and query.dtype == torch.float32 and table.dtype == torch.float32
+                and not torch.is_autocast_enabled(query.device.type)):
+            gold_cols = torch.zeros(query.shape[0], dtype=torch.long, device=query.device) if gold is None \
+                else _gold_columns(gold, entity_mask)
+            traced: list[torch.Tensor] | None = [] if trace else None
+            retrieved, nll = _TrainRead.apply(query, table, gold_cols, entity_mask, needs_output, acc, traced)
+            if traced:
+                access.scores = traced[0]
+            if gold is not None:
+                access.loss = mean_nll(nll, gold)
+            return retrieved
+        # Generic path (autocast, half precision, no gradient): autograd through the same math.
         # Softmax and NLL in fp32 even under autocast: N is large and probabilities are tiny.
         scores = (query @ table).float()
         scores = _apply_entity_mask(scores, entity_mask)

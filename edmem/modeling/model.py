@@ -19,7 +19,7 @@ from transformers import AutoModel, PreTrainedModel
 from edmem.config import EDMemConfig
 from edmem.modeling.layers import (LearnedPositions, LowerDecoder, LowerEncoder, UpperDecoder, UpperEncoder,
                                    decoder_self_mask, dropout, padding_mask)
-from edmem.modeling.memory import EntityMemory, EntityTable, MemoryAccess
+from edmem.modeling.memory import EntityMemory, EntityTable, MemoryAccess, table_for_training
 from edmem.modeling.outputs import DetailLoss, EDMemOutput
 
 #: Alias keys of tied tensors (everything except the canonical ``shared.weight`` / ``EntityEmbedding.weight``).
@@ -241,7 +241,9 @@ class EDMemModel(EDMemPreTrainedModel):
 
         enc_mask = None if attention_mask is None else padding_mask(attention_mask, dtype)
         lower_enc = self.LowerEncoder(input_ids, enc_mask)
-        enc_read = self.EncoderEntityMemory(input_ids, lower_enc, input_entity_link, False, entity_mask, trace)
+        # One gradient buffer for the entity table across the three reads (memory.TableGrad).
+        table = table_for_training(self.EntityEmbedding.weight) if self.training else None
+        enc_read = self.EncoderEntityMemory(input_ids, lower_enc, input_entity_link, False, entity_mask, trace, table)
         upper_enc_in = self.EncoderMemoryLayerNorm(lower_enc + enc_read.output)  # every position [Q22]
         upper_enc = self.UpperEncoder(dropout(upper_enc_in, p_drop, self.training), enc_mask)  # [Q23]
 
@@ -251,7 +253,7 @@ class EDMemModel(EDMemPreTrainedModel):
         lower_ctx = upper_enc if cfg.lower_decoder_attn == "upper_encoder" else lower_enc
         lower_dec = self.LowerDecoder(decoder_input_ids, decoder_attention_mask, self_mask, lower_ctx, cross_mask)
         dec_read = self.DecoderEntityMemory(decoder_input_ids, lower_dec, output_entity_link, False, entity_mask,
-                                            trace)
+                                            trace, table)
         upper_dec_in = self.DecoderMemoryLayerNorm(lower_dec + dec_read.output)
         upper_dec = self.UpperDecoder(dropout(upper_dec_in, p_drop, self.training), self_mask, upper_enc,
                                       cross_mask)
@@ -260,7 +262,7 @@ class EDMemModel(EDMemPreTrainedModel):
         want_logits = output_logits if output_logits is not None else not cfg.is_entity_linking
         logits = self.LMHead(upper_dec) + self.final_logits_bias if (want_logits or needs_lm_loss) else None
         final_read = self.EntityLinkHead(decoder_input_ids, upper_dec, output_entity_link, self.el_head_last_only(),
-                                         entity_mask, trace)
+                                         entity_mask, trace, table)
 
         reads = (enc_read, dec_read, final_read)
         loss, detail = self._losses(reads, logits if needs_lm_loss else None, labels)
