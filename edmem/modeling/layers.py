@@ -239,8 +239,11 @@ class _LowerStack(nn.Module):
         self.embed_scale = config.d_model ** 0.5 if config.scale_embedding else 1.0
         self.dropout = config.dropout
 
-    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        hidden = self.embed_tokens(input_ids) * self.embed_scale + self.embed_positions(positions)
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor,
+              tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """``tokens``: ``embed_tokens(input_ids)`` looked up by the caller (see ``EDMemModel``), or None."""
+        tokens = self.embed_tokens(input_ids) if tokens is None else tokens
+        hidden = tokens * self.embed_scale + self.embed_positions(positions)
         return dropout(self.layernorm_embedding(hidden), self.dropout, self.training)
 
 
@@ -250,8 +253,9 @@ class LowerEncoder(_LowerStack):
     def __init__(self, config: EDMemConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens, EncoderLayer)
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        hidden = self.embed(input_ids, encoder_positions(input_ids))
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None,
+                tokens: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.embed(input_ids, encoder_positions(input_ids), tokens)
         for layer in self.layers:
             hidden = layer(hidden, mask)
         return hidden
@@ -278,8 +282,8 @@ class LowerDecoder(_LowerStack):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                 self_mask: torch.Tensor | None, encoder_hidden: torch.Tensor,
-                encoder_mask: torch.Tensor | None) -> torch.Tensor:
-        hidden = self.embed(input_ids, decoder_positions(input_ids, attention_mask))
+                encoder_mask: torch.Tensor | None, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.embed(input_ids, decoder_positions(input_ids, attention_mask), tokens)
         for layer in self.layers:
             hidden = layer(hidden, self_mask, encoder_hidden, encoder_mask)
         return hidden
