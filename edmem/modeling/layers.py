@@ -42,7 +42,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     On CPU ``F.dropout`` multiplies by a float "noise" tensor and autograd keeps that tensor (4 bytes
     per element) until backward; ``torch.native_dropout`` keeps a bool mask (1 byte). Both draw the
     same Bernoulli samples from the same generator and scale by the same ``1/(1−p)``, so outputs,
-    gradients and the RNG state afterwards are bit-identical (``tests/test_model.py``). Saves about a
+    gradients and the RNG state afterwards are bit-identical (``tests/test_model_memory_saving.py``). Saves about a
     quarter of the training activations. ``p`` of 0 or 1 and eval mode go through ``F.dropout``.
     """
     if not training or p <= 0.0 or p >= 1.0:
