@@ -19,7 +19,7 @@ from edmem.training.logging_setup import close_logging
 
 TOY = ["--num_cities", "20", "--max_facts_per_relation", "8", "--paraphrases_per_fact", "1",
        "--vocab_size", "400", "--d_model", "32", "--attention_heads", "2", "--ffn_dim", "64",
-       "--entity_embed_size", "16", "--pretrain_steps", "6", "--pretrain_batch_size", "16",
+       "--entity_embed_size", "16", "--num_upper_layers", "1", "--pretrain_steps", "6", "--pretrain_batch_size", "16",
        "--pretrain_eval_period", "3", "--finetune_epochs", "2", "--finetune_batch_size", "16",
        "--finetune_eval_period", "3", "--wait_step", "2", "--num_threads", "1"]
 RATES = ("hits@1", "hits@5", "hits@10", "em")
