@@ -154,3 +154,36 @@ def test_help_of_the_friendly_commands(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "torchrun" in text and "--resume" in text
+
+
+@pytest.mark.slow
+def test_freeze_entity_memory_keeps_the_pretrained_table(trained, tiny, tmp_path):
+    """Fine-tuning from a checkpoint with --freeze_entity_memory leaves the entity table as it was
+    (and still trains the rest of the model)."""
+    from edmem.modeling.checkpoints import read_state_dict
+
+    out = tmp_path / "frozen"
+    assert run_qa(el_tiny.flags(tiny, out, "--do_train", "--pretrain_ckpt", str(trained),
+                                "--freeze_entity_memory", "True", "--num_train_epochs", "2",
+                                *LEARN)) == 0
+    before, after = read_state_dict(trained), read_state_dict(out)
+    assert before["EntityEmbedding.weight"].equal(after["EntityEmbedding.weight"])
+    assert not before["EntityLinkHead.InputLayer.linear.weight"].equal(
+        after["EntityLinkHead.InputLayer.linear.weight"])
+    assert "Entity memory frozen" in (out / "log.txt").read_text()
+
+
+def test_any_dataset_name_is_a_task_but_not_a_path(tiny, tmp_path, capsys):
+    """--task names a sub-directory: other datasets than nq/tqa/wq work, paths are refused."""
+    custom = Path(tiny["data_dir"]) / "geo"
+    shutil.copytree(Path(tiny["data_dir"]) / "wq", custom)
+    for split in ("train", "dev", "test"):
+        (custom / f"el_wq-{split}.jsonl").rename(custom / f"el_geo-{split}.jsonl")
+    argv = el_tiny.flags(tiny, tmp_path / "geo", "--do_train", "--num_train_epochs", "1")
+    argv[argv.index("--task") + 1] = "geo"
+    assert run_qa(argv) == 0
+    argv[argv.index("--task") + 1] = "../wq"
+    with pytest.raises(SystemExit) as exc:
+        run_qa(argv)
+    assert exc.value.code == 2
+    assert "invalid task name" in capsys.readouterr().err

@@ -18,7 +18,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-TASKS = ("nq", "tqa", "wq", "all")
+TASKS = ("nq", "tqa", "wq", "all")  # the original's choices; edmem also takes other dataset names
+
+
+def task_name(text: str) -> str:
+    """A dataset name: one path component (it names a sub-directory and a file stem)."""
+    if not text or "/" in text or "\\" in text or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"invalid task name {text!r}: one directory name expected")
+    return text
 GENERATE_TARGETS = ("answer", "qa_pair", "entity_linking")
 
 # Groups, in the order `--help` shows them.
@@ -78,8 +85,9 @@ FLAGS: tuple[Flag, ...] = (
          "entity vocabulary: JSON {\"<entity id>\": {\"entity\": name, ...}} (entid2entityitemid_*.json)"),
     Flag("id2entitytokens_file", None, G_DATA,
          "entity_tokens_*.json; optional (only answer generation uses it) [edmem: optional]"),
-    Flag("task", None, G_DATA, "dataset: the sub-directory and file stem under --data_dir",
-         choices=TASKS),
+    Flag("task", None, G_DATA,
+         "dataset: the sub-directory and file stem under --data_dir (the original's nq / tqa / wq, "
+         "or [edmem] any dataset laid out the same way, e.g. the demo's geo)", type=task_name),
     Flag("datafile_prefix", "", G_DATA,
          "prepended to <task>-<split>.jsonl, may hold sub-directories (EL: entity_linking/el_)"),
     Flag("output_dir", None, G_DATA,
@@ -140,6 +148,9 @@ FLAGS: tuple[Flag, ...] = (
          "[edmem] give the memory rows only for the ids of --id2entity_file (plus reserved rows "
          "0-9); outputs stay in original ids. Off for the official 1,000,010-row checkpoints",
          boolean=True),
+    Flag("freeze_entity_memory", False, G_MODEL,
+         "[edmem] keep the entity table fixed while fine-tuning (the pretrained memory then stays "
+         "the knowledge source; helps facts not seen in fine-tuning)", boolean=True, modes=_TRAIN),
     # ---- task / decoding (spec §2.3) ----
     Flag("generate_target", "answer", G_TASK,
          "entity_linking is the task edmem implements; answer / qa_pair are not built",

@@ -302,6 +302,9 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
             logger.warning("No --pretrain_ckpt: training from scratch (random initialisation)")
         else:
             load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
+    if args.freeze_entity_memory:
+        model.EntityEmbedding.weight.requires_grad_(False)
+        logger.info("Entity memory frozen (--freeze_entity_memory): the optimizer skips the table")
     model.to(dist.device)
 
     data_rng = np.random.RandomState(args.seed + dist.rank)
