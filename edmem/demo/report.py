@@ -120,7 +120,7 @@ def plot_curves(curves: dict[str, dict[str, Series]], summary: dict[str, Any], p
     ax_pl.set(title="Pretraining loss", xlabel="optimizer step", ylabel="loss")
     for name in ("dev decoder recall@1", "dev final recall@1"):
         draw(ax_pr, pre.get(name, []), name, marker="o")
-    ax_pr.set(title="Pretraining: dev recall@1 (masked mentions, held-out paraphrases)",
+    ax_pr.set(title="Pretraining: dev recall@1 (masked mentions)",
               xlabel="optimizer step", ylabel="recall@1", ylim=(0, 1.02))
 
     ax_acc = ax_fl.twinx()
@@ -149,7 +149,7 @@ def plot_curves(curves: dict[str, dict[str, Series]], summary: dict[str, Any], p
     handles = ax_fl.get_legend_handles_labels()
     extra = ax_acc.get_legend_handles_labels()
     if handles[0] or extra[0]:
-        ax_fl.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=8, loc="center right")
+        ax_fl.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=8, loc="upper right")
     fig.suptitle(f"edmem demo: test hits@1 {summary['test']['hits@1']:.3f}, "
                  f"{summary['seconds'].get('total', 0):.0f}s")
     fig.tight_layout()
