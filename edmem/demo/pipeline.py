@@ -284,12 +284,8 @@ def pretrain_argv(s: DemoSettings, corpus: dict[str, Path], model_dir: Path, out
 
 def run_qa_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path, *, train: bool,
                 pretrain_ckpt: Path | None) -> list[str]:
-    """``run_QA.py`` flags for EL fine-tuning (``train``) or test prediction with ``out``'s model.
-
-    ``--task`` is given as ``wq`` only to satisfy the original's choices; :func:`run_qa` then sets
-    the demo's task name (``geo``) before running.
-    """
-    argv = ["--task", "wq", "--data_dir", str(paths.data_dir), "--datafile_prefix", paths.datafile_prefix,
+    """``run_QA.py`` flags for EL fine-tuning (``train``) or test prediction with ``out``'s model."""
+    argv = ["--task", paths.task, "--data_dir", str(paths.data_dir), "--datafile_prefix", paths.datafile_prefix,
             "--id2entity_file", str(paths.entid2entityitemid),
             "--id2entitytokens_file", str(paths.entity_tokens), "--model_name", str(model_dir),
             "--output_dir", str(out), "--generate_target", "entity_linking",
@@ -308,13 +304,12 @@ def run_qa_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path, *, trai
     return argv
 
 
-def run_qa(argv: list[str], task: str) -> None:
+def run_qa(argv: list[str]) -> None:
     """Run ``run_QA.py`` in this process; raise on a non-zero status."""
     from edmem.training.args import parse_args
     from edmem.training.runner import run
 
     args = parse_args(argv, mode="run_qa")
-    args.task = task  # the original's --task choices do not include the demo's task name
     status = run(args)
     if status:
         raise EDMemError(f"fine-tuning/prediction in {args.output_dir} ended with status {status} "
@@ -448,14 +443,12 @@ def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, 
         for name, ckpt, what in finetunes:
             with clock.stage(name, what):
                 try:
-                    run_qa(run_qa_argv(s, paths, model_dir, out / name, train=True, pretrain_ckpt=ckpt),
-                           paths.task)
+                    run_qa(run_qa_argv(s, paths, model_dir, out / name, train=True, pretrain_ckpt=ckpt))
                 finally:
                     close_logging()
             with clock.stage("predict", f"predicting the test questions ({name})"):
                 try:
-                    run_qa(run_qa_argv(s, paths, model_dir, out / name, train=False, pretrain_ckpt=None),
-                           paths.task)
+                    run_qa(run_qa_argv(s, paths, model_dir, out / name, train=False, pretrain_ckpt=None))
                 finally:
                     close_logging()
             info[name] = _best_checkpoint_info(out / name)
