@@ -122,3 +122,21 @@ def test_help_lists_the_size_knobs(capsys: pytest.CaptureFixture) -> None:
     for flag in ("--output_dir", "--overwrite", "--num_cities", "--pretrain_steps", "--d_model",
                  "--entity_embed_size", "--seed", "summary.json", "curves.png"):
         assert flag in text, flag
+
+
+def test_only_the_pretrained_model_freezes_the_memory(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edmem.demo.pipeline import DemoSettings, run_qa_argv
+    from edmem.training.args import parse_args
+
+    paths = SimpleNamespace(task="geo", data_dir=tmp_path, datafile_prefix="entity_linking/el_",
+                            entid2entityitemid=tmp_path / "v.json", entity_tokens=tmp_path / "t.json")
+    settings = DemoSettings(output_dir=tmp_path)
+    pretrained = parse_args(run_qa_argv(settings, paths, tmp_path, tmp_path / "ft", train=True,
+                                        pretrain_ckpt=tmp_path / "pretrain"))
+    scratch = parse_args(run_qa_argv(settings, paths, tmp_path, tmp_path / "b", train=True,
+                                     pretrain_ckpt=None))
+    assert pretrained.freeze_entity_memory and pretrained.pretrain_ckpt == str(tmp_path / "pretrain")
+    assert not scratch.freeze_entity_memory and scratch.pretrain_ckpt is None
+    assert pretrained.task == "geo" and pretrained.generate_target == "entity_linking"

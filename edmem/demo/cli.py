@@ -57,6 +57,8 @@ HELP: dict[str, tuple[str, str]] = {
     "finetune_lr": ("fine-tuning", "peak learning rate"),
     "finetune_eval_period": ("fine-tuning", "steps between dev evaluations"),
     "wait_step": ("fine-tuning", "evaluations without dev improvement before stopping"),
+    "freeze_entity_memory": ("fine-tuning", "keep the pretrained entity table fixed while fine-tuning "
+                                            "(not for the no-pretraining baseline)"),
     "num_threads": ("run", "torch CPU threads (0 = torch's default; 1 is fastest for this tiny model)"),
     "skip_no_pretrain_baseline": ("run", "skip the random-initialisation baseline (saves ~1.5 min)"),
     "verbose": ("run", "show every stage's log lines on the console instead of demo.log"),

@@ -85,13 +85,17 @@ class DemoSettings:
     pretrain_eval_period: int = 500
     max_seq_length: int = 64
     # fine-tuning (run_QA.py --generate_target entity_linking)
-    # Dev accuracy peaks after 100-200 steps and then slowly falls (the questions overwrite what
-    # pretraining stored), so: a few epochs, frequent evaluation, early stopping.
+    # Dev accuracy peaks within a few hundred steps (without a frozen memory it then falls: the
+    # questions overwrite what pretraining stored), so: a few epochs, frequent evaluation.
     finetune_epochs: int = 6
     finetune_batch_size: int = 32
-    finetune_lr: float = 1e-4
+    finetune_lr: float = 3e-4
     finetune_eval_period: int = 25
     wait_step: int = 6
+    # Keep the pretrained entity table fixed while fine-tuning (run_QA --freeze_entity_memory):
+    # the questions then cannot overwrite the facts of entities they do not ask about. Only for
+    # the pretrained model; the no-pretraining baseline's random table has nothing to keep.
+    freeze_entity_memory: bool = True
     # run control
     # One thread: this tiny model's matrices are too small to gain from a second one, and several
     # threads thrash on a shared machine (measured 10x slower per step under load; docs/demo.md).
@@ -298,7 +302,8 @@ def run_qa_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path, *, trai
                  "--eval_period", str(s.finetune_eval_period), "--wait_step", str(s.wait_step),
                  "--save_training_state", "False", "--tensorboard", "True"]
         if pretrain_ckpt is not None:
-            argv += ["--pretrain_ckpt", str(pretrain_ckpt)]
+            argv += ["--pretrain_ckpt", str(pretrain_ckpt),
+                     "--freeze_entity_memory", str(s.freeze_entity_memory)]
     else:
         argv += ["--do_predict"]
     return argv
