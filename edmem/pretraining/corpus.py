@@ -193,7 +193,8 @@ def build_token_cache(source: str | Path, encode: PassageEncoder, directory: str
             passages: Iterator[Passage] = iter_passages(source, report)
             if progress:
                 from tqdm.auto import tqdm
-                passages = tqdm(passages, desc=f"tokenising {Path(source).name}", unit=" passages")
+                passages = tqdm(passages, desc=f"tokenising {Path(source).name}", unit=" passages",
+                                disable=None)  # no bar when stderr is not a terminal
             for passage in passages:
                 stats["passages"] += 1
                 stats["mentions"] += len(passage.mentions)
