@@ -18,11 +18,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def usage() -> str:
-    lines = ["usage: edmem <command> [options]", "", "commands:"]
-    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run 'edmem <command> --help' for the options of a command."]
+def command_table(synopsis: str, heading: str, commands: dict[str, str], footer: str) -> str:
+    """The usage text of a command with sub-commands (shared by ``edmem`` and ``edmem evaluate``)."""
+    width = max(map(len, commands)) + 2
+    lines = [f"usage: {synopsis}", "", f"{heading}:"]
+    lines += [f"  {name:<{width}}{help_}" for name, help_ in commands.items()]
+    lines += ["", footer]
     return "\n".join(lines)
+
+
+def usage() -> str:
+    return command_table("edmem <command> [options]", "commands",
+                         {name: help_ for name, (_, help_) in COMMANDS.items()},
+                         "Run 'edmem <command> --help' for the options of a command.")
 
 
 def main(argv: list[str] | None = None) -> int:

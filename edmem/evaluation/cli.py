@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from edmem.cli import command_table
 from edmem.evaluation.runner import (run_all_command, run_entity_linking_command,
                                      run_exact_match_command)
 
@@ -24,10 +25,9 @@ ALIASES = {"entity_linking_eval": "entity_linking", "em": "exact_match"}
 
 
 def usage() -> str:
-    lines = ["usage: edmem evaluate <metric> -pred P -gold G [options]", "", "metrics:"]
-    lines += [f"  {name:<15} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-    lines += ["", "Run 'edmem evaluate <metric> --help' for the options."]
-    return "\n".join(lines)
+    return command_table("edmem evaluate <metric> -pred P -gold G [options]", "metrics",
+                         {name: help_ for name, (_, help_) in SUBCOMMANDS.items()},
+                         "Run 'edmem evaluate <metric> --help' for the options.")
 
 
 def main(argv: list[str] | None = None) -> int:
