@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -53,7 +53,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def rank_batches(num_items: int, batch_size: int, dist: DistInfo, progress: bool = False,
-                 desc: str = "predict", lengths: Sequence[int] | None = None) -> Iterator[list[int]]:
+                 desc: str = "predict",
+                 lengths: Mapping[int, int] | Sequence[int] | None = None) -> Iterator[list[int]]:
     """This rank's share of an evaluation in batches: items ``rank, rank+W, …`` (no padding, so
     no item is scored twice — Q5); a tqdm bar on rank 0 with ``progress``.
 
@@ -81,8 +82,8 @@ def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], d
     net.eval()
     start = time.time()
     local: dict[str, tuple[list[int], list[float]]] = {}
-    items = [dataset[i] for i in range(len(dataset))]
-    lengths = [len(item["input_ids"]) for item in items]
+    items = {i: dataset[i] for i in range(dist.rank, len(dataset), dist.world_size)}  # this rank's
+    lengths = {i: len(item["input_ids"]) for i, item in items.items()}
     for indices in rank_batches(len(dataset), batch_size, dist, progress, lengths=lengths):
         batch = collate([items[i] for i in indices])
         inputs = {k: batch[k].to(dist.device) for k in INFERENCE_INPUTS}

@@ -18,14 +18,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-TASKS = ("nq", "tqa", "wq", "all")  # the original's choices; edmem also takes other dataset names
-
 
 def task_name(text: str) -> str:
     """A dataset name: one path component (it names a sub-directory and a file stem)."""
     if not text or "/" in text or "\\" in text or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"invalid task name {text!r}: one directory name expected")
     return text
+
+
 GENERATE_TARGETS = ("answer", "qa_pair", "entity_linking")
 
 # Groups, in the order `--help` shows them.
