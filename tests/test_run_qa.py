@@ -238,3 +238,30 @@ def test_an_unreachable_hub_name_fails_within_seconds(tiny, tmp_path, capsys, mo
     line = _error_line(capsys)
     assert "--model_name facebook/bart-large: not a local directory, and HF_HUB_OFFLINE is set" in line
     assert "config.json + vocab.json + merges.txt" in line and "NoneType" not in line
+
+
+@pytest.mark.slow
+def test_convert_builds_the_same_model_dir_from_the_original_layout(trained, tiny, tmp_path, capsys):
+    """`edmem convert` (pytorch_model.bin + the run's flags) = the directory training wrote."""
+    from safetensors.torch import load_file
+
+    from edmem.apps.convert import main as convert
+    from edmem.inference.model_dir import load_model_dir
+
+    ckpt = tmp_path / "original"
+    ckpt.mkdir()
+    shutil.copy(trained / "pytorch_model.bin", ckpt)        # no entity_rows.json: from the flags
+    flags = ["--checkpoint", str(ckpt), "--model_name", tiny["model_name"],
+             "--id2entity_file", tiny["id2entity_file"], "--num_lower_layers", "1",
+             "--num_upper_layers", "1", "--entity_embed_size", "16",
+             "--inference_nearest_k_entity", "5", "--compact_entity_memory", "True", "--dropout", "0"]
+    assert convert([*flags, "--output", str(tmp_path / "conv")]) == 0
+    a, b = load_model_dir(tmp_path / "conv"), load_model_dir(trained / "model")
+    assert a.entities.names == b.entities.names and a.rows.to_json() == b.rows.to_json()
+    assert a.encoding == b.encoding and a.config.to_diff_dict() == b.config.to_diff_dict()
+    wa, wb = load_file(tmp_path / "conv" / "model.safetensors"), load_file(trained / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(wa[k].equal(wb[k]) for k in wa)
+    capsys.readouterr()
+    flags[flags.index("--entity_embed_size") + 1] = "8"
+    assert convert([*flags, "--output", str(tmp_path / "bad")]) == 1
+    assert "does not fit" in _error_line(capsys) and not (tmp_path / "bad").exists()

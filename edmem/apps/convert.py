@@ -17,7 +17,7 @@ from edmem.apps.common import guarded
 PROG = "edmem convert"
 # run_QA.py flags that shape the model or the encoding of a question (edmem.training.args.FLAGS)
 MODEL_FLAGS = ("num_lower_layers", "num_upper_layers", "entity_embed_size", "entity_vocab_size",
-               "entity_token_weight", "lower_decoder_attn", "inference_nearest_k_entity",
+               "entity_token_weight", "lower_decoder_attn", "inference_nearest_k_entity", "dropout",
                "compact_entity_memory", "do_cased", "add_another_bos",
                "prepend_question_in_decoder_input", "max_input_length")
 
