@@ -203,3 +203,13 @@ def test_import_edmem_registers_auto_classes_without_torch(model_dir):
                           cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["EDMemModel", "EntityLinker"]
+
+
+def test_concurrent_calls_from_threads_give_the_sequential_results(linker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [q for q, *_ in tiny_questions()] * 3
+    expected = [[e.id for e in linker(q).top_k] for q in questions]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda q: [e.id for e in linker(q).top_k], questions))
+    assert got == expected

@@ -16,6 +16,7 @@ many are shown. docs/linking.md describes the rules and the result fields.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -56,7 +57,10 @@ class LinkResult:
 
 
 class EntityLinker:
-    """Entity linking for raw questions with a model directory (``edmem.inference.model_dir``)."""
+    """Entity linking for raw questions with a model directory (``edmem.inference.model_dir``).
+
+    Safe to call from several threads at once (a server's workers): encoding is serialised,
+    the forward passes are not."""
 
     def __init__(self, model_dir: Any, device: str = "cpu", top_k: int = 5,
                  max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS,
@@ -78,6 +82,10 @@ class EntityLinker:
         self.collate = ELCollator(pad_token_id=self.config.pad_token_id,
                                   decoder_start_token_id=self.config.decoder_start_token_id)
         self.entity_start_id = marker_ids(self.tokenizer)[0]
+        # A fast tokenizer's Rust object can refuse concurrent use ("Already borrowed") when a
+        # call changes its truncation/padding settings; forward passes are safe to run from
+        # several threads. So only encoding is serialised (it is ~5% of a call).
+        self._encode_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", top_k: int = 5,
@@ -135,7 +143,8 @@ class EntityLinker:
             spans = [(m.start, m.end, m.candidates[0] if m.candidates else 1) for m in detected]
         mentions = [Mention(start, end - start, target) for start, end, target in spans]
         example = _example(text, mentions)
-        input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
+        with self._encode_lock:
+            input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
         item = build_el_item(example, input_ids, links, self.model_dir.encoding,
                              self.entity_start_id, is_training=False)
         return Prepared(text, [(s, e) for s, e, _ in spans], item)
