@@ -208,6 +208,10 @@ FLAGS: tuple[Flag, ...] = (
          boolean=True, modes=_TRAIN),
     Flag("num_threads", 0, G_RUN, "[edmem] torch CPU threads per process (0 = torch default)",
          type=int),
+    Flag("device", "auto", G_RUN,
+         "[edmem] where to run: auto = CUDA when a GPU is visible (GPU <local rank> under several "
+         "processes, NCCL), else CPU (gloo); cpu or cuda to insist",
+         choices=("auto", "cpu", "cuda")),
     Flag("dist_timeout", 1800, G_RUN,
          "[edmem] seconds a rank waits for the others before the job fails (no silent hang)",
          type=int),

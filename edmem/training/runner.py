@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 def run_in_process_group(args: argparse.Namespace, body: Callable[[argparse.Namespace, DistInfo], T]) -> T:
     """Join the process group the launcher describes (``--local_rank``, ``--dist_timeout``), run
     ``body(args, dist)``, and always close the log files and the group afterwards."""
-    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
+    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout, args.device)
     try:
         return body(args, dist)
     finally:
