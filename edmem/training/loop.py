@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edmem.runtime import precision as amp
 from edmem.training import distributed as dist_utils
 from edmem.training.distributed import DistInfo
 from edmem.training.faults import maybe_inject_fault
@@ -103,6 +104,8 @@ class TrainJob:
     save_training_state: bool = True
     tensorboard: Any = None                # SummaryWriter on rank 0, else None
     state: LoopState = field(default_factory=LoopState)
+    precision: str = "fp32"                # "fp32" | "bf16" | "fp16": the forward's autocast
+    scaler: Any = None                     # torch.amp.GradScaler for fp16, else None
 
 
 @dataclass
@@ -149,12 +152,14 @@ def train(job: TrainJob) -> TrainResult:
             inputs = {k: batch[k].to(device, non_blocking=True) for k in job.input_fields}
             # Q31: accumulate locally, all-reduce gradients only on the last micro-step.
             with model.no_sync() if (is_ddp and not sync) else contextlib.nullcontext():
-                out = model(**inputs, return_dict=True)
+                with amp.autocast(device, job.precision):
+                    out = model(**inputs, return_dict=True)
                 numbers = _loss_numbers(out, ga)
                 maybe_inject_fault("nan", job.dist.rank, st.global_step + 1, numbers)
                 numbers = dist_utils.all_reduce_sum(numbers) / world
                 host.start(numbers)   # asynchronous copy; read after backward is queued
-                (out.loss / ga).backward()
+                loss = out.loss / ga
+                (job.scaler.scale(loss) if job.scaler is not None else loss).backward()
             # Q20: every rank sees the same sum, so every rank stops at the same micro-step, before
             # any optimizer step uses the non-finite gradients. Waiting here costs the GPU nothing:
             # the backward pass is already queued behind the copy.
@@ -169,8 +174,14 @@ def train(job: TrainJob) -> TrainResult:
             if not sync:
                 continue
 
+            if job.scaler is not None:   # fp16: clip the true gradients; skip a step on inf
+                job.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), job.max_grad_norm)
-            optimizer.step()
+            if job.scaler is not None:
+                job.scaler.step(optimizer)
+                job.scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             st.global_step += 1
