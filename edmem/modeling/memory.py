@@ -337,6 +337,8 @@ class EntityMemory(nn.Module):
             return retrieved
         # Generic path (autocast, half precision, no gradient): autograd through the same math.
         # Softmax and NLL in fp32 even under autocast: N is large and probabilities are tiny.
+        if lowp is not None and table.dtype == torch.float32 and not table.requires_grad:
+            table = self.EntityEmbedding.compute_copy(lowp)   # a frozen table: cast once
         scores = (query @ table).float()
         scores = _apply_entity_mask(scores, entity_mask)
         if trace:
