@@ -98,6 +98,11 @@ def make_batch(shape: Shape, batch: int, device: torch.device, gen: torch.Genera
     return {k: v.to(device) for k, v in out.items()}
 
 
+def sig(x: float) -> float:
+    """Four significant digits (CPU dry-run values are tiny; rounding to decimals gives 0)."""
+    return float(f"{x:.4g}")
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -183,9 +188,9 @@ def measure_shape(shape: Shape, device: torch.device, args) -> dict:
             result[f"el_qps_{precision}_b{batch_size}"] = round(batch_size / seconds, 1)
 
     flops = train_flops(shape, model, train_batch)
-    result["train_tflop_per_step"] = round(flops / 1e12, 3)
+    result["train_tflop_per_step"] = sig(flops / 1e12)
     for precision in ("fp32", "bf16"):
-        result[f"achieved_tflops_{precision}"] = round(flops / result[f"train_s_{precision}"] / 1e12, 3)
+        result[f"achieved_tflops_{precision}"] = sig(flops / result[f"train_s_{precision}"] / 1e12)
     if device.type == "cuda":
         result["peak_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 2)
     result["bf16_train_speedup"] = round(result["train_s_fp32"] / result["train_s_bf16"], 2)
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.dry_run:
-        device, shapes, gemm_n = torch.device("cpu"), TINY, 256
+        device, shapes, gemm_n = torch.device("cpu"), TINY, 128
         args.warmup, args.reps = 1, 2
         torch.set_num_threads(2)
     else:
@@ -223,15 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"
     report: dict = {"gpu": name, "torch": torch.__version__, "dry_run": args.dry_run}
-    report["gemm_bf16_tflops"] = round(gemm_tflops(device, gemm_n), 3)
+    report["gemm_bf16_tflops"] = sig(gemm_tflops(device, gemm_n))
     nominal = next((v for k, v in NOMINAL_BF16_TFLOPS.items() if k in name), None)
     for shape in shapes:
         result = measure_shape(shape, device, args)
         for precision in ("fp32", "bf16"):
             achieved = result[f"achieved_tflops_{precision}"]
-            result[f"mfu_{precision}_vs_gemm"] = round(achieved / report["gemm_bf16_tflops"], 3)
+            result[f"mfu_{precision}_vs_gemm"] = sig(achieved / report["gemm_bf16_tflops"])
             if nominal:
-                result[f"mfu_{precision}_vs_nominal"] = round(achieved / nominal, 3)
+                result[f"mfu_{precision}_vs_nominal"] = sig(achieved / nominal)
         report[shape.name] = result
     report["seconds"] = round(time.time() - start, 1)
     print(json.dumps(report))

@@ -60,7 +60,7 @@ else
         | tee -a "$LOG/summary.txt"
     exit 1
 fi
-step versions 30 "$PY" -c "
+step versions 60 "$PY" -c "
 import sys, torch, transformers, tokenizers, huggingface_hub
 print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.version.cuda,
       '| gpus', torch.cuda.device_count(), '| transformers', transformers.__version__,
@@ -73,7 +73,7 @@ if [ "$DRY_RUN" = 1 ]; then
     # 1. a small CPU selection; 2. the recipe is skipped (it needs CUDA time); 3. tiny shapes
     step tests 600 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_devices.py tests/test_gpu.py
     echo "wq_recipe: skipped (dry run)" | tee -a "$LOG/summary.txt"
-    step bench_gpu 600 "$PY" benchmarks/bench_gpu.py --dry-run
+    step bench_gpu 600 "$PY" benchmarks/bench_gpu.py --dry-run --train_batch 4
 else
     step tests 210 "$PY" -m pytest -q -rs -n 8 -p no:cacheprovider
     step wq_recipe 100 env DEVICE=cuda PYTHON="$PY" THREADS=1 bash benchmarks/wq_recipe.sh "$LOG/wq_recipe"
