@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edmem.apps.common import guarded
+from edmem.apps.linker_cli import guarded
 
 PROG = "edmem convert"
 # run_QA.py flags that shape the model or the encoding of a question (edmem.training.args.FLAGS)

@@ -1,4 +1,4 @@
-"""What the command-line applications share: loading the linker, one-line errors."""
+"""What the linking commands (ask, link, convert) share: loading the linker, one-line errors."""
 
 from __future__ import annotations
 
