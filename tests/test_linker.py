@@ -213,3 +213,12 @@ def test_concurrent_calls_from_threads_give_the_sequential_results(linker):
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda q: [e.id for e in linker(q).top_k], questions))
     assert got == expected
+
+
+def test_device_names(model_dir):
+    from edmem.inference.linker import linker_device
+
+    assert str(linker_device("cpu")) == "cpu" and str(linker_device("auto")) in ("cpu", "cuda:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            EntityLinker.from_pretrained(model_dir, device="cuda")

@@ -74,7 +74,7 @@ class EntityLinker:
         self.model = model_dir.model
         self.tokenizer = model_dir.tokenizer
         self.config = model_dir.config
-        self.device = torch.device(device)
+        self.device = linker_device(device)
         self.max_k = int(self.config.inference_nearest_k_entity)
         self.top_k = self._check_top_k(top_k)
         self.max_question_chars = int(max_question_chars)
@@ -95,6 +95,7 @@ class EntityLinker:
         from edmem.inference.model_dir import load_model_dir
 
         detector_kwargs = {k: kwargs.pop(k) for k in ("min_chars", "stop_words", "backend") if k in kwargs}
+        device = str(linker_device(device))
         model_dir = load_model_dir(path, device=device, alias_file=kwargs.pop("alias_file", None))
         detector = MentionDetector(model_dir.entities.names, model_dir.aliases, **detector_kwargs)
         return cls(model_dir, device=device, top_k=top_k, detector=detector, **kwargs)
@@ -208,6 +209,18 @@ class EntityLinker:
         entities = self.model_dir.entities
         return [EntityScore(int(i), entities.get(int(i)) or "", round(float(p), 6), entities.type_of(int(i)))
                 for i, p in zip(ids, probs.tolist())]
+
+
+def linker_device(device: Any) -> Any:
+    """``auto`` / ``cpu`` / ``cuda`` as the training commands read them (``edmem.runtime.devices``:
+    ``cuda`` without a GPU is a clear ValueError), or any torch device string (``cuda:1``)."""
+    import torch
+
+    from edmem.runtime.devices import DEVICE_CHOICES, resolve_device
+
+    if isinstance(device, str) and device in DEVICE_CHOICES:
+        return resolve_device(device)
+    return torch.device(device)
 
 
 @dataclass
