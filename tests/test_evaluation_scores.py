@@ -15,9 +15,9 @@ import pytest
 
 from edmem.evaluation import cli
 from edmem.evaluation.api import NO_EL_NOTE, evaluate, score_predictions
-from edmem.evaluation.entity_linking_eval import compute_entity_linking
+from edmem.evaluation.entity_linking_score import compute_entity_linking
 from edmem.evaluation.entity_linking_eval import main as el_main
-from edmem.evaluation.exact_match import compute_exact_match
+from edmem.evaluation.exact_match_score import compute_exact_match
 from edmem.evaluation.exact_match import main as em_main
 from edmem.evaluation.loaders import GoldSet, load_gold
 from edmem.evaluation.metrics import first_rank, mean_percent, ranking_metrics

@@ -11,9 +11,8 @@ from typing import Any, Sequence
 
 import torch
 
-from edmem.data.formats import NIL_ENTITY
+from edmem.constants import LABEL_IGNORE, NIL_ENTITY
 
-LABEL_IGNORE = -100
 
 
 def shift_right(values: Sequence[int], start: int) -> list[int]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-from edmem.data.formats import NIL_ENTITY, ELExample, Mention
+from edmem.constants import NIL_ENTITY
+from edmem.data.formats import ELExample, Mention
 from edmem.data.markers import AlignmentError, encode_with_mentions
 from edmem.errors import DataError
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
+from edmem.constants import NIL_ENTITY
 from edmem.data.jsonio import iter_jsonl, read_json
 from edmem.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-NIL_ENTITY = 0
 LINK_FIELDS = ("link_offset", "link_length", "link_target")
 MAX_REPORTED_LINES = 5
 

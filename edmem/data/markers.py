@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from edmem.data.formats import NIL_ENTITY, Mention
-from edmem.data.tokenization import ENTITY_END_TOKEN, ENTITY_START_TOKEN, byte_level
+from edmem.constants import ENTITY_END_TOKEN, ENTITY_START_TOKEN, NIL_ENTITY
+from edmem.data.formats import Mention
+from edmem.data.tokenization import byte_level
 
 SPACE_MARK = "\u0120"  # 'Ġ': the byte-level form of a space
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from edmem.training.checkpointing import atomic_write_text
+from edmem.runtime.atomic import atomic_write_text
 
 UNNAMED_ENTITY = ""
 PREDICTIONS = "predictions.json"

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edmem.config import NIL_ENTITY, EDMemConfig
+from edmem.config import EDMemConfig
+from edmem.constants import NIL_ENTITY
 from edmem.modeling.layers import dropout
 
 

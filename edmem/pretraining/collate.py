@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from edmem.data.collate import LABEL_IGNORE, pad
-from edmem.data.formats import NIL_ENTITY
+from edmem.constants import LABEL_IGNORE, NIL_ENTITY
+from edmem.data.collate import pad
 
 PAD_VALUES = {"labels": LABEL_IGNORE, "input_entity_link": NIL_ENTITY, "output_entity_link": NIL_ENTITY,
               "salient": 0}

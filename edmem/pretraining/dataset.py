@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from edmem.data.entity_rows import EntityRows
-from edmem.data.formats import NIL_ENTITY
+from edmem.constants import NIL_ENTITY
 from edmem.pretraining.corpus import TokenCache
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds, example_rng, mask_example
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edmem.data.collate import LABEL_IGNORE as IGNORE_INDEX
+from edmem.constants import LABEL_IGNORE as IGNORE_INDEX
 from edmem.data.tokenization import marker_ids
 
 

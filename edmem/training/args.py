@@ -18,6 +18,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from edmem.config import SETTINGS_FIELDS
+from edmem.constants import GENERATE_TARGETS
+
 
 def task_name(text: str) -> str:
     """A dataset name: one path component (it names a sub-directory and a file stem)."""
@@ -25,8 +28,6 @@ def task_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid task name {text!r}: one directory name expected")
     return text
 
-
-GENERATE_TARGETS = ("answer", "qa_pair", "entity_linking")
 
 # Groups, in the order `--help` shows them.
 G_DATA = "data and files"
@@ -369,3 +370,17 @@ def parse_args(argv: list[str] | None, mode: str = "run_qa", prog: str | None = 
         args.do_predict = True
         args.do_train = False
     return finalize_args(args)
+
+
+# ---------------------------------------------------------------------------- flags -> config
+#: The model flags that are EDMemConfig fields of the same name and meaning.
+CONFIG_FLAGS = tuple(name for name in SETTINGS_FIELDS if any(flag.name == name for flag in FLAGS))
+
+
+def config_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The model settings the flags give, as ``EDMemConfig.from_bart_config(model_name,
+    config_settings(args))`` takes them (``--entity_token_weight None`` is a value: an unweighted
+    LM loss)."""
+    flags = vars(args)
+    return {name: flags[name] for name in CONFIG_FLAGS
+            if name in flags and (flags[name] is not None or name == "entity_token_weight")}

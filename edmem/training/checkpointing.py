@@ -1,6 +1,6 @@
-"""Checkpoint and resume I/O. Every write is atomic: a temp file in the same directory, fsync,
-then ``os.replace``, so a process killed at any moment leaves either the old or the new file —
-never a torn one — and the previous best checkpoint stays loadable.
+"""Checkpoint and resume I/O. Every write is atomic (:mod:`edmem.runtime.atomic`), so a process
+killed at any moment leaves either the old or the new file, never a torn one, and the previous
+best checkpoint stays loadable.
 
 Files in ``--output_dir``:
 
@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -32,59 +30,15 @@ import numpy as np
 import torch
 
 from edmem.errors import CheckpointError
-from edmem.training import distributed as dist_utils
-from edmem.training.distributed import DistInfo
+from edmem.runtime import distributed as dist_utils
+from edmem.runtime.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from edmem.runtime.distributed import DistInfo
 
 logger = logging.getLogger("__main__")
 
 TRAINING_STATE = "training_state.pt"
 BEST_META = "best_checkpoint.json"
 STATE_FORMAT = "edmem-training-state/1"
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the temp file over ``path`` (same directory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    return atomic_write(path, write)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def remove_stale_temp_files(directory: str | Path) -> None:
-    """Delete ``.<name>.*.tmp`` leftovers of a killed writer (they are never read)."""
-    for tmp in Path(directory).glob(".*.tmp"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 # ---- RNG states ----------------------------------------------------------------------------
