@@ -1,11 +1,11 @@
-"""The entity memory: one (d_e, N) table and the modules that read it (spec §5.3).
+"""The entity memory: one (d_e, N) table and the modules that read it (docs/model.md).
 
 Memory-access cost dominates EDMem at N = 1,000,010 rows, so this module is written around it:
 
 * training needs the full softmax over all N rows (the retrieved embedding is ``α @ Eᵀ`` and the
   NLL is over all rows). :class:`_SoftmaxNLL` produces the probabilities and the per-mention NLL in
   one pass and keeps ONE M×N tensor for backward (instead of softmax + log-softmax outputs), and
-  the NLL is computed as ``logsumexp − score`` (= ``log_softmax``, fixing [Q9]);
+  the NLL is computed as ``logsumexp − score`` (= ``log_softmax``, fixing docs/quirks.md Q9);
 * evaluation scores the entities chunk by chunk, keeps a running top-K, and gathers only the K
   winning embeddings per mention (never an M×N softmax @ table).
 """
@@ -13,6 +13,7 @@ Memory-access cost dominates EDMem at N = 1,000,010 rows, so this module is writ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -64,12 +65,7 @@ class _SoftmaxNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: torch.Tensor, gold: torch.Tensor):  # type: ignore[override]
-        shifted = scores - scores.amax(dim=1, keepdim=True)
-        gold_shifted = shifted.gather(1, gold[:, None]).squeeze(1)
-        probs = shifted.exp_()  # in place: no second M×N buffer
-        total = probs.sum(dim=1, keepdim=True)
-        nll = total.squeeze(1).log() - gold_shifted
-        probs.div_(total)
+        probs, nll = softmax_nll_(scores.clone(), gold)  # the copy is the one saved M×N buffer
         ctx.save_for_backward(probs, gold)
         return probs, nll
 
@@ -77,18 +73,39 @@ class _SoftmaxNLL(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_probs: torch.Tensor | None, g_nll: torch.Tensor | None):  # type: ignore[override]
         probs, gold = ctx.saved_tensors
-        if g_probs is None:
-            grad = torch.zeros_like(probs)
-        else:
-            dot = torch.bmm(g_probs.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
-            grad = g_probs - dot
-        if g_nll is not None:
-            grad.add_(g_nll[:, None])
-        grad.mul_(probs)
-        if g_nll is not None:
-            rows = torch.arange(gold.shape[0], device=gold.device)
-            grad[rows, gold] -= g_nll
-        return grad, None
+        return softmax_nll_backward_(g_probs, probs, gold, g_nll, inplace=False), None
+
+
+def softmax_nll_(scores: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IN PLACE on ``scores`` (M, N): returns ``(probs, nll)`` with ``probs = softmax(scores)``
+    (in the ``scores`` buffer) and ``nll = logsumexp(scores) − scores[gold]`` (M,), the
+    ``log_softmax`` NLL (docs/quirks.md Q9). The one place this math is written."""
+    probs = scores.sub_(scores.amax(dim=1, keepdim=True))
+    gold_shifted = probs.gather(1, gold[:, None]).squeeze(1)
+    probs.exp_()
+    total = probs.sum(dim=1, keepdim=True)
+    nll = total.squeeze(1).log() - gold_shifted
+    probs.div_(total)
+    return probs, nll
+
+
+def softmax_nll_backward_(g_probs: torch.Tensor | None, probs: torch.Tensor, gold: torch.Tensor,
+                          g_nll: torch.Tensor | None, inplace: bool) -> torch.Tensor:
+    """``d scores`` of :func:`softmax_nll_` given ``d probs`` and ``d nll``:
+    ``probs ⊙ (g_probs − ⟨g_probs, probs⟩ + g_nll) − g_nll · onehot(gold)``. With ``inplace`` the
+    result is computed in the ``g_probs`` buffer (no second M×N tensor)."""
+    if g_probs is None:
+        grad = torch.zeros_like(probs)
+    else:
+        dot = torch.bmm(g_probs.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
+        grad = g_probs.sub_(dot) if inplace else g_probs - dot
+    if g_nll is not None:
+        grad.add_(g_nll[:, None])
+    grad.mul_(probs)
+    if g_nll is not None:
+        rows = torch.arange(gold.shape[0], device=gold.device)
+        grad[rows, gold] -= g_nll
+    return grad
 
 
 class TableGrad:
@@ -131,12 +148,20 @@ class _TableSink(torch.autograd.Function):
         return buf, None
 
 
-def table_for_training(table: torch.Tensor) -> tuple[torch.Tensor, TableGrad | None]:
-    """``(table seen by the reads, accumulator)`` for one training forward (see :class:`TableGrad`)."""
+class TrainingTable(NamedTuple):
+    """The entity table as the training reads of one forward see it: ``weight`` (d_e, N) and the
+    gradient accumulator they share (None when no gradient is needed; see :class:`TableGrad`)."""
+
+    weight: torch.Tensor
+    grad: TableGrad | None
+
+
+def table_for_training(table: torch.Tensor) -> TrainingTable:
+    """The :class:`TrainingTable` for one training forward."""
     if not (torch.is_grad_enabled() and table.requires_grad):
-        return table, None
+        return TrainingTable(table, None)
     acc = TableGrad()
-    return _TableSink.apply(table, acc), acc
+    return TrainingTable(_TableSink.apply(table, acc), acc)
 
 
 class _TrainRead(torch.autograd.Function):
@@ -158,12 +183,7 @@ class _TrainRead(torch.autograd.Function):
             scores.masked_fill_(masked, torch.finfo(scores.dtype).min)
         if trace is not None:
             trace.append(scores.clone())
-        probs = scores.sub_(scores.amax(dim=1, keepdim=True))
-        gold_shifted = probs.gather(1, gold[:, None]).squeeze(1)
-        probs.exp_()
-        total = probs.sum(dim=1, keepdim=True)
-        nll = total.squeeze(1).log() - gold_shifted
-        probs.div_(total)
+        probs, nll = softmax_nll_(scores, gold)
         retrieved = probs @ table.t() if with_output else None
         ctx.save_for_backward(query, table, probs, gold, masked)
         ctx.acc = acc
@@ -175,19 +195,11 @@ class _TrainRead(torch.autograd.Function):
     def backward(ctx, g_ret, g_nll):  # type: ignore[override]
         query, table, probs, gold, masked = ctx.saved_tensors
         acc: TableGrad = ctx.acc
+        g_probs = None
         if g_ret is not None:
-            grad = g_ret @ table                        # d probs, (M, N)
+            g_probs = g_ret @ table                     # d probs, (M, N)
             acc.add(g_ret.t(), probs)                   # retrieval part of d table
-            dot = torch.bmm(grad.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
-            grad.sub_(dot)
-        else:
-            grad = torch.zeros_like(probs)
-        if g_nll is not None:
-            grad.add_(g_nll[:, None])
-        grad.mul_(probs)                                # d scores, in the d probs buffer
-        if g_nll is not None:
-            rows = torch.arange(gold.shape[0], device=gold.device)
-            grad[rows, gold] -= g_nll
+        grad = softmax_nll_backward_(g_probs, probs, gold, g_nll, inplace=True)  # d scores, (M, N)
         if masked is not None:
             grad.masked_fill_(masked, 0.0)
         acc.add(query.t(), grad)                        # score part of d table
@@ -252,7 +264,7 @@ class EntityMemory(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, hidden: torch.Tensor, gold: torch.Tensor | None = None,
                 last_only: bool = False, entity_mask: torch.Tensor | None = None,
-                trace: bool = False, table: tuple[torch.Tensor, TableGrad | None] | None = None) -> MemoryAccess:
+                trace: bool = False, table: TrainingTable | None = None) -> MemoryAccess:
         """Read the memory at the ``<E_s>`` positions of ``token_ids`` using ``hidden`` (B, T, d).
 
         ``gold`` (B, T) entity rows (training loss); ``entity_mask`` (N,) 1 = masked entity.
@@ -260,9 +272,9 @@ class EntityMemory(nn.Module):
         ``table``: ``table_for_training(weight)`` shared by the reads of one forward (the model
         passes it so that the table gradient has one buffer); None → this read's own.
         """
-        positions = mention_positions(token_ids, self.entity_start_id, last_only)
+        positions = mention_positions(token_ids, self.entity_start_id, last_only)  # (M, 2)
         rows, cols = positions[:, 0], positions[:, 1]
-        query = self.InputLayer(hidden[rows, cols])
+        query = self.InputLayer(hidden[rows, cols])  # (M, d) -> (M, d_e)
         access = MemoryAccess(positions=positions, query=query if trace else None)
         if self.training:
             weight, acc = table if table is not None else table_for_training(self.EntityEmbedding.weight)

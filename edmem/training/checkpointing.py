@@ -24,14 +24,15 @@ import logging
 import random
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from edmem.errors import CheckpointError
 from edmem.runtime import distributed as dist_utils
-from edmem.runtime.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from edmem.modeling.checkpoints import save_checkpoint
+from edmem.runtime.atomic import atomic_torch_save, atomic_write_text
 from edmem.runtime.distributed import DistInfo
 
 logger = logging.getLogger("__main__")
@@ -151,22 +152,12 @@ def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, sche
 # ---- best checkpoint -----------------------------------------------------------------------
 def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int, score: float,
                          metric: str) -> None:
-    """The best model in the original layout (``pytorch_model.bin`` with alias keys +
-    ``config.json``) and as ``model.safetensors`` (canonical keys), each file atomic; the
-    original-layout weights are replaced last and ``best_checkpoint.json`` after them."""
-    from safetensors.torch import save_file
-
-    from edmem.modeling.model import TIED_GROUPS
-
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    aliases = {a for group in TIED_GROUPS.values() for a in group}
-    canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
-    atomic_write(out / "model.safetensors",
-                 lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
-    atomic_write_text(out / "config.json", model.config.to_json_string())
+    """The best model (:func:`edmem.modeling.checkpoints.save_checkpoint`: original layout +
+    safetensors + config, ``pytorch_model.bin`` last), the memory rows of a compact memory
+    before it, and ``best_checkpoint.json`` after all of them."""
     if rows.compact:
         rows.save(out)
-    atomic_torch_save(state, out / "pytorch_model.bin")
+    save_checkpoint(model, out)
     atomic_write_text(out / BEST_META, json.dumps(
         {"epoch": epoch, "global_step": step, "score": score, "metric": metric,
          "entity_rows": "compact" if rows.compact else "full"}))
