@@ -134,7 +134,7 @@ def parse_mentions(obj: dict[str, Any], text: str, path: Path | str, line: int,
 
     Errors: partial/mistyped/unequal lists, spans outside ``text``, NIL or out-of-memory targets.
     Repairs (counted in ``report``): unsorted spans are sorted, an exact duplicate span keeps its
-    first occurrence, a span overlapping an earlier kept span is dropped (fixes spec Q13, where
+    first occurrence, a span overlapping an earlier kept span is dropped (fixes docs/quirks.md Q13, where
     the original silently lost every later mention).
     """
     present = [name for name in fields if name in obj]

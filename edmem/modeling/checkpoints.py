@@ -110,7 +110,7 @@ def load_original_state_dict(model: EDMemModel, path_or_state: str | os.PathLike
                              strict: bool = True) -> StateDictReport:
     """Load an original-layout state dict into ``model``.
 
-    Rules (spec §8.2, with [Q1]/[Q16] fixed): alias keys of tied tensors may be present or not
+    Rules (docs/model.md, with docs/quirks.md Q1/Q16 fixed): alias keys of tied tensors may be present or not
     (if present they must equal the canonical tensor); ``LMLoss.weight`` is optional — a stored
     vector wins (and is installed even when the config has ``entity_token_weight=None``), a missing
     one keeps what the config built. With ``strict`` any missing, unexpected or mis-shaped key

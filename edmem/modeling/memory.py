@@ -208,7 +208,7 @@ class _TrainRead(torch.autograd.Function):
 
 
 def mean_nll(nll: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-    """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none [Q10].
+    """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none (docs/quirks.md Q10).
 
     The result stays connected to the graph even when it is 0, so ``backward()`` always works.
     """
@@ -335,7 +335,7 @@ class EntityMemory(nn.Module):
 
 def _apply_entity_mask(scores: torch.Tensor, entity_mask: torch.Tensor | None,
                        start: int = 0) -> torch.Tensor:
-    """Masked entities get ``finfo(dtype).min`` (the original's value, [Q11]) → probability 0."""
+    """Masked entities get ``finfo(dtype).min`` (the original's value, docs/quirks.md Q11) → probability 0."""
     if entity_mask is None:
         return scores
     masked = entity_mask[start:start + scores.shape[1]].to(device=scores.device).bool()
@@ -344,14 +344,14 @@ def _apply_entity_mask(scores: torch.Tensor, entity_mask: torch.Tensor | None,
 
 def _gold_columns(gold: torch.Tensor, entity_mask: torch.Tensor | None) -> torch.Tensor:
     """Column of each gold id. With an entity mask the original's labels are COMPACT ids (re-indexed
-    over the unmasked entities, §4.4) and its NLL runs over the unmasked columns only; mapping the
+    over the unmasked entities, docs/quirks.md Q11) and its NLL runs over the unmasked columns only; mapping the
     compact id back to its column gives the same value without building an M×N' copy."""
     if entity_mask is None:
         return gold
     unmasked = torch.nonzero(entity_mask.to(gold.device) == 0).squeeze(1)
     if gold.numel() and int(gold.max()) >= unmasked.numel():
         raise ValueError(f"gold entity id {int(gold.max())} is outside the {unmasked.numel()} unmasked "
-                         "entities (with an entity mask gold ids must be re-indexed, spec §4.4)")
+                         "entities (with an entity mask gold ids must be re-indexed, see docs/model.md)")
     return unmasked[gold]
 
 

@@ -1,4 +1,4 @@
-"""`EDMemModel`: BART cut into lower/upper blocks with entity-memory reads in between (spec §5).
+"""`EDMemModel`: BART cut into lower/upper blocks with entity-memory reads in between (docs/model.md).
 
 Parameter names are the original ``EMAGModel`` state-dict keys (``shared``, ``LowerEncoder``,
 ``EncoderEntityMemory``, ``LMHead``, …) so official checkpoints load without renaming.
@@ -80,7 +80,7 @@ class EDMemPreTrainedModel(PreTrainedModel):
         """BART init (N(0, init_std), zero bias, LN = 1/0); entity table N(0, init_std).
 
         Memory projections marked ``keep_default_init`` (``memory_projection_init="pytorch_default"``)
-        get PyTorch's default ``nn.Linear`` init instead — what the original actually ran (§5.3).
+        get PyTorch's default ``nn.Linear`` init instead — what the original actually ran (docs/model.md).
         """
         std = self.config.init_std
         if isinstance(module, nn.Linear):
@@ -99,14 +99,14 @@ class EDMemPreTrainedModel(PreTrainedModel):
 
 
 class EDMemModel(EDMemPreTrainedModel):
-    """EDMem (the original ``EMAGModel``). See docs/model.md and spec §5."""
+    """EDMem (the original ``EMAGModel``). See docs/model.md."""
 
     def __init__(self, config: EDMemConfig):
         super().__init__(config)
         d, vocab = config.d_model, config.vocab_size
         # Registration order = the original's state-dict order.
         self.register_buffer("final_logits_bias", torch.zeros(1, vocab))
-        self.shared = nn.Embedding(vocab, d)  # no padding_idx: the original's resize dropped it [Q27]
+        self.shared = nn.Embedding(vocab, d)  # no padding_idx: the original's resize dropped it (docs/quirks.md Q27)
         self.EntityEmbedding = EntityTable(config.entity_vocab_size, config.entity_embed_size)
         self.EncoderEntityMemory = EntityMemory(config, self.EntityEmbedding, output_embedding=True)
         self.DecoderEntityMemory = EntityMemory(config, self.EntityEmbedding, output_embedding=True)
@@ -197,7 +197,7 @@ class EDMemModel(EDMemPreTrainedModel):
 
     # ------------------------------------------------------------------ forward
     def el_head_last_only(self) -> bool:
-        """Whether the EL head reads only the last decoder position (spec §5.2 step 8, [Q25])."""
+        """Whether the EL head reads only the last decoder position (docs/quirks.md Q25)."""
         cfg = self.config
         if not cfg.is_entity_linking:
             return False
@@ -306,7 +306,7 @@ class EDMemModel(EDMemPreTrainedModel):
 
     def _losses(self, reads: tuple[MemoryAccess, MemoryAccess, MemoryAccess], logits: torch.Tensor | None,
                 labels: torch.Tensor | None) -> tuple[torch.Tensor | None, DetailLoss]:
-        """Spec §6: EL mode → loss = EL loss; other modes → LM loss + elloss_weight · EL loss."""
+        """docs/model.md: EL mode → loss = EL loss; other modes → LM loss + elloss_weight · EL loss."""
         cfg = self.config
         enc, dec, fin = (r.loss for r in reads)
         el_loss = None

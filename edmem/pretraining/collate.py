@@ -1,4 +1,4 @@
-"""Batches of pretraining items: right padding everywhere (spec §11 collator).
+"""Batches of pretraining items: right padding everywhere (docs/pretraining.md).
 
 ``input_ids`` pad with ``<pad>``, ``labels`` with -100 (no LM loss on padding), entity links and
 ``salient`` with NIL/0. ``attention_mask = input_ids != pad``. No decoder fields: the model builds

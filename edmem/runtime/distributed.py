@@ -1,6 +1,6 @@
 """torch.distributed plumbing: who am I, and the few collectives the loop needs.
 
-Fixes of the original (spec §13):
+Fixes of the original (docs/quirks.md):
 * Q4 — the world size comes from the launcher (``WORLD_SIZE`` set by ``torchrun`` or the legacy
   ``torch.distributed.launch``), never from ``torch.cuda.device_count()``; CPU runs use gloo.
 * Q20 — a NaN loss on any rank is turned into a flag that every rank sees (:func:`any_rank`).
