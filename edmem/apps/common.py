@@ -20,6 +20,7 @@ from edmem.data.tokenization import marker_ids
 from edmem.errors import CheckpointError, UsageError
 from edmem.modeling.checkpoints import WEIGHTS_NAME, load_original_state_dict
 from edmem.runtime import distributed as dist_utils
+from edmem.runtime import precision as amp
 from edmem.runtime.atomic import atomic_write_text, remove_stale_temp_files
 from edmem.runtime.distributed import DistInfo
 from edmem.runtime.logging_setup import close_logging, get_logger, setup_logging
@@ -75,7 +76,7 @@ def start_run(args: argparse.Namespace, dist: DistInfo, log_name: str) -> Path:
 def run_in_process_group(args: argparse.Namespace, body: Callable[[argparse.Namespace, DistInfo], T]) -> T:
     """Join the process group the launcher describes (``--local_rank``, ``--dist_timeout``), run
     ``body(args, dist)``, and always close the log files and the group afterwards."""
-    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
+    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout, args.device)
     try:
         return body(args, dist)
     finally:
@@ -146,6 +147,33 @@ def wrap_ddp(model: Any, dist: DistInfo) -> Any:
     return torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
         find_unused_parameters=False)
+
+
+def run_precision(args: argparse.Namespace, dist: DistInfo) -> str:
+    """``--fp16`` / ``--bf16`` as "fp32" | "bf16" | "fp16", checked against this process's device
+    (:mod:`edmem.runtime.precision`); logged once."""
+    try:
+        name = amp.precision_name(getattr(args, "fp16", False), getattr(args, "bf16", False))
+        amp.check_precision(name, dist.device)
+    except amp.PrecisionError as exc:
+        raise UsageError(str(exc)) from None
+    if name != "fp32":
+        logger.info("Mixed precision: autocast %s on %s (memory softmax, losses and optimizer "
+                    "in fp32)", name, dist.device)
+    return name
+
+
+def amp_scaler(precision: str, dist: DistInfo, resume_state: dict[str, Any] | None) -> Any:
+    """fp16's gradient scaler (None otherwise), restored from the resume state when it has one."""
+    scaler = amp.grad_scaler(precision, dist.device)
+    if scaler is not None and resume_state is not None and "scaler" in resume_state:
+        scaler.load_state_dict(resume_state["scaler"])
+    return scaler
+
+
+def scaler_state(scaler: Any) -> dict[str, Any]:
+    """``{"scaler": state}`` for the resume state, or nothing without a scaler."""
+    return {} if scaler is None else {"scaler": scaler.state_dict()}
 
 
 def open_tensorboard(out: Path, dist: DistInfo, enabled: bool, global_step: int) -> Any:

@@ -19,8 +19,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edmem.apps.common import (build_config, load_entity_rows, load_tokenizer, load_weights,
-                               open_tensorboard, require_positive, run_in_process_group, start_run,
+from edmem.apps.common import (amp_scaler, build_config, load_entity_rows, load_tokenizer,
+                               load_weights, open_tensorboard, require_positive,
+                               run_in_process_group, run_precision, scaler_state, start_run,
                                wrap_ddp)
 from edmem.constants import ENTITY_LINKING
 from edmem.data.collate import ELCollator
@@ -185,6 +186,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                 counts.total_global_steps, counts.total_local_steps, counts.warmup_steps)
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
     scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
+    precision = run_precision(args, dist)
+    scaler = amp_scaler(precision, dist, resume_state)
 
     state = LoopState()
     if resume_state is not None:
@@ -195,7 +198,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                     state.global_step, state.best * 100, state.wait)
 
     def evaluate() -> DevResult:
-        predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows)
+        predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows,
+                                       precision=precision)
         return dev_result(selection_scores(predictions_object(predictions.topk, names), splits["dev"]))
 
     def save_best(epoch: int, step: int, result) -> None:
@@ -204,7 +208,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
 
     def save_state(st: LoopState) -> None:
         ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts, data_rng,
-                             entity_rows="compact" if rows.compact else "full")
+                             entity_rows="compact" if rows.compact else "full",
+                             **scaler_state(scaler))
 
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         result = train(TrainJob(
@@ -215,7 +220,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
             max_grad_norm=args.max_grad_norm, eval_period=args.eval_period,
             wait_step=args.wait_step, num_train_epochs=args.num_train_epochs, seed=args.seed,
             shuffle=not args.debug, save_training_state=args.save_training_state,
-            tensorboard=writer, state=state))
+            tensorboard=writer, state=state, precision=precision, scaler=scaler))
     if result.stopped_by == "resumed_finished":
         return 0
     logger.info("Best EM on validation data: %.2f", result.best * 100)
@@ -240,7 +245,8 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset)
     split = "dev" if args.predict_on_dev else "test"
     examples = splits[split]
     predictions = predict_entities(model, eval_dataset(examples), collate,
-                                   args.predict_batch_size, dist, rows, progress=True)
+                                   args.predict_batch_size, dist, rows, progress=True,
+                                   precision=run_precision(args, dist))
     pred_path, score_path = prediction_paths(out, args.prefix)
     if dist.is_main:
         write_predictions(pred_path, predictions.topk, names)

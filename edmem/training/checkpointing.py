@@ -30,9 +30,10 @@ import numpy as np
 import torch
 
 from edmem.errors import CheckpointError
-from edmem.runtime import distributed as dist_utils
 from edmem.modeling.checkpoints import save_checkpoint
+from edmem.runtime import distributed as dist_utils
 from edmem.runtime.atomic import atomic_torch_save, atomic_write_text
+from edmem.runtime.devices import to_cpu
 from edmem.runtime.distributed import DistInfo
 
 logger = logging.getLogger("__main__")
@@ -52,8 +53,8 @@ def capture_rng_state(extra_numpy: np.random.RandomState | None = None) -> dict[
         "numpy": _numpy_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()   # the current device's (a CPU ByteTensor)
     if extra_numpy is not None:
         state["dataset"] = _numpy_state(extra_numpy.get_state())
     return state
@@ -65,7 +66,7 @@ def restore_rng_state(state: dict[str, Any], extra_numpy: np.random.RandomState 
     np.random.set_state(_numpy_tuple(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"].cpu())
     if extra_numpy is not None and "dataset" in state:
         extra_numpy.set_state(_numpy_tuple(state["dataset"]))
 
@@ -119,8 +120,8 @@ def save_resume_state(output_dir: str | Path, model: Any, optimizer: Any, schedu
     rng = dist_utils.gather_objects(capture_rng_state(data_rng))
     if dist.is_main:
         save_training_state(output_dir, {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "model": to_cpu(model.state_dict()),
+            "optimizer": to_cpu(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
             "loop": loop, "rng": rng, "world_size": dist.world_size, "counts": asdict(counts),
             **extra})
     dist_utils.barrier()
