@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from edmem.data.formats import load_el_split
     from edmem.inference.linker import EntityLinker
     from edmem.inference.predict import predict_entities
-    from edmem.training.distributed import DistInfo
+    from edmem.runtime.distributed import DistInfo
 
     torch.set_num_threads(args.threads)
     linker = EntityLinker.from_pretrained(args.model, top_k=args.top_k)

@@ -158,7 +158,7 @@ def test_same_answers_as_the_prediction_path(model_dir, linker):
     from edmem.data.dataset import ELDataset
     from edmem.data.examples import example_from_text
     from edmem.inference.predict import predict_entities
-    from edmem.training.distributed import DistInfo
+    from edmem.runtime.distributed import DistInfo
 
     loaded = load_model_dir(model_dir)
     examples = [example_from_text(str(n), q, [(o, n_, a - 1)]) for n, (q, o, n_, a) in

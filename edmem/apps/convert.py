@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from edmem.errors import DataError
     from edmem.runtime.hub import resolve_model_name
     from edmem.inference.export import export_model_dir
-    from edmem.training.runner import build_config, load_tokenizer
+    from edmem.apps.common import build_config, load_tokenizer
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():

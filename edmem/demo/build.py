@@ -85,7 +85,7 @@ def write_alias_file(kb: KnowledgeBase, path: Path) -> int:
 
 
 def entity_token_text(name: str) -> str:
-    """The text tokenised for an entity (spec §3.5, inferred): lowercased, trailing
+    """The text tokenised for an entity (docs/demo-kb.md, inferred): lowercased, trailing
     parenthetical stripped (``"Georgia (U.S. state)"`` -> ``"georgia"``)."""
     return re.sub(r"\(.+\)$", "", name.lower()).strip()
 
