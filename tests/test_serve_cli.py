@@ -66,7 +66,7 @@ def test_impossible_limits_are_refused(model_dir, capsys):
 def server(model_dir):
     with ServerProcess(model_dir, "--quiet", "--num_threads", "1") as running:
         yield running
-    assert running.stop() == 0  # SIGTERM: a clean shutdown
+    assert running.stop() == 0  # as after Ctrl-C: a clean shutdown
 
 
 def post_json(url: str, body: dict) -> dict:

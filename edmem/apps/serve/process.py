@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -71,12 +72,13 @@ class ServerProcess:
         raise RuntimeError(f"edmem serve is not healthy:\n{''.join(self.output)[-4000:]}")
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        """Ask the child to stop (SIGTERM: uvicorn finishes open requests), kill it if it hangs."""
+        """Stop the child as Ctrl-C does (uvicorn finishes open requests; exit status 0), kill it
+        if it hangs."""
         process = self._process
         if process is None:
             return None
         if process.poll() is None:
-            process.terminate()
+            process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
