@@ -1,0 +1,200 @@
+"""``edmem serve`` under load on loopback, against the same model used in-process (docs/server.md).
+
+Starts ``edmem serve`` as a child process on 127.0.0.1 (a free port), sends ``--requests`` requests
+of one question each from ``--clients`` concurrent clients (keep-alive HTTP/1.1 connections, one
+thread each), stops after ``--requests`` or ``--max_seconds``, whichever comes first, and stops
+the server. Then compares with the throughput of ``EntityLinker.batch`` in this process on the
+same questions (batch size ``--max_batch``, the server's largest model call), measured just before
+and just after the load and averaged, so a change in the machine's load affects both sides.
+
+Model: ``--model DIR``, or ``runs/demo/model`` when ``make demo`` has written it, else the tiny
+model of ``edmem.testing.build_tiny_model_dir`` (built in a temporary folder). Questions:
+``--questions FILE`` (one per line, or JSONL objects with a "question" field: the demo's
+``el_geo-dev.jsonl``), else the tiny model's own questions. The last line printed is one JSON
+object; the exit status is 1 when any request failed.
+
+    .venv/bin/python benchmarks/bench_serve.py [--model DIR] [--questions FILE] [--clients 16]
+        [--requests 800] [--max_seconds 60] [--threads 1] [--max_batch 32] [--max_wait_ms 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_MODEL = REPO / "runs" / "demo" / "model"
+GOAL_RATIO = 0.7
+
+
+def load_questions(path: Path | None) -> list[str]:
+    if path is None:
+        from edmem.testing import tiny_questions
+
+        return [question for question, *_ in tiny_questions()]
+    from edmem.inference.textio import iter_json_objects, iter_lines
+
+    if path.suffix == ".jsonl":
+        return [obj["question"] for _, obj in iter_json_objects(path) if obj.get("question")]
+    return [text for _, text in iter_lines(path) if text.strip()]
+
+
+def in_process_q_per_s(linker, questions: list[str], batch_size: int, max_seconds: float) -> float:
+    """Questions per second of ``linker.batch`` over ``questions`` (bounded by ``max_seconds``)."""
+    done, started = 0, time.perf_counter()
+    for first in range(0, len(questions), batch_size * 4):
+        done += len(linker.batch(questions[first:first + batch_size * 4], batch_size=batch_size))
+        if time.perf_counter() - started > max_seconds:
+            break
+    return done / (time.perf_counter() - started)
+
+
+class Load:
+    """``clients`` threads posting one question per request until ``requests`` or the deadline."""
+
+    def __init__(self, url: str, questions: list[str], requests: int, max_seconds: float):
+        self.address = urlsplit(url)
+        self.questions = itertools.cycle(questions)
+        self.remaining = requests
+        self.deadline = time.monotonic() + max_seconds
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+
+    def _next(self) -> str | None:
+        with self.lock:
+            if self.remaining <= 0 or time.monotonic() > self.deadline:
+                return None
+            self.remaining -= 1
+            return next(self.questions)
+
+    def client(self) -> None:
+        connection = http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=60)
+        try:
+            while (question := self._next()) is not None:
+                body = json.dumps({"questions": [question]})
+                started = time.perf_counter()
+                try:
+                    connection.request("POST", "/v1/link", body=body,
+                                       headers={"Content-Type": "application/json"})
+                    response = connection.getresponse()
+                    payload = response.read()
+                    elapsed = time.perf_counter() - started
+                    results = json.loads(payload).get("results") if response.status == 200 else None
+                    if not results or results[0].get("question") != question:
+                        raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+                    with self.lock:
+                        self.latencies.append(elapsed)
+                except Exception as exc:  # counted, reported; the load goes on
+                    with self.lock:
+                        self.errors.append(f"{type(exc).__name__}: {exc}")
+                    connection.close()
+                    connection = http.client.HTTPConnection(self.address.hostname,
+                                                            self.address.port, timeout=60)
+        finally:
+            connection.close()
+
+    def run(self, clients: int) -> float:
+        threads = [threading.Thread(target=self.client) for _ in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def get_json(url: str, path: str) -> dict:
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.request("GET", path)
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="model directory (default: runs/demo/model, "
+                                                   "else the tiny test model)")
+    parser.add_argument("--questions", type=Path, help="text (one per line) or JSONL with 'question'")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=800, help="requests in all (one question each)")
+    parser.add_argument("--max_seconds", type=float, default=60.0, help="stop the load after this")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, server and in-process")
+    parser.add_argument("--max_batch", type=int, default=32)
+    parser.add_argument("--max_wait_ms", type=float, default=5.0)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from edmem.apps.serve.process import ServerProcess
+    from edmem.inference.linker import EntityLinker
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, kind = args.model, "given"
+        if model is None and DEMO_MODEL.is_dir():
+            model, kind = DEMO_MODEL, "demo"
+        if model is None:
+            from edmem.testing import build_tiny_model_dir
+
+            model, kind = build_tiny_model_dir(Path(tmp) / "tiny"), "tiny (edmem.testing)"
+        questions = load_questions(args.questions)
+        if not questions:
+            print("bench_serve: error: no questions", file=sys.stderr)
+            return 1
+        sample = list(itertools.islice(itertools.cycle(questions), args.requests))
+
+        linker = EntityLinker.from_pretrained(model, device="cpu")
+        linker.batch(sample[:args.max_batch], batch_size=args.max_batch)  # warm-up
+        before = in_process_q_per_s(linker, sample, args.max_batch, args.max_seconds)
+
+        with ServerProcess(model, "--quiet", "--num_threads", str(args.threads), "--max_batch",
+                           str(args.max_batch), "--max_wait_ms", str(args.max_wait_ms)) as server:
+            Load(server.url, questions, args.clients * 2, 30).run(args.clients)  # warm-up
+            first = get_json(server.url, "/v1/health")["stats"]
+            load = Load(server.url, questions, args.requests, args.max_seconds)
+            seconds = load.run(args.clients)
+            last = get_json(server.url, "/v1/health")["stats"]
+
+        after = in_process_q_per_s(linker, sample, args.max_batch, args.max_seconds)
+    in_process = (before + after) / 2
+    served = len(load.latencies)
+    server_q_per_s = served / seconds
+    result = {
+        "model": str(args.model or model), "model_kind": kind, "questions": len(questions),
+        "clients": args.clients, "requests": served + len(load.errors), "errors": len(load.errors),
+        "seconds": round(seconds, 2), "stopped_by": "count" if load.remaining <= 0 else "time",
+        "server_q_per_s": round(server_q_per_s, 1),
+        "latency_ms_p50": round(1000 * percentile(load.latencies, 50), 1) if served else None,
+        "latency_ms_p95": round(1000 * percentile(load.latencies, 95), 1) if served else None,
+        "in_process_q_per_s": round(in_process, 1),
+        "in_process_q_per_s_before_after": [round(before, 1), round(after, 1)],
+        "ratio_server_to_in_process": round(server_q_per_s / in_process, 3), "goal_ratio": GOAL_RATIO,
+        "model_calls": last["model_calls"] - first["model_calls"],
+        "mean_questions_per_model_call": round((last["questions"] - first["questions"])
+                                               / max(1, last["model_calls"] - first["model_calls"]), 2),
+        "threads": args.threads, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+        "first_errors": load.errors[:3],
+    }
+    print(json.dumps(result))
+    return 1 if load.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
