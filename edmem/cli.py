@@ -10,6 +10,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edmem.training.cli", "fine-tune an entity-linking model (run_QA.py flags, friendlier help)"),
     "predict": ("edmem.inference.cli", "write predictions.json with a trained model"),
+    "ask": ("edmem.apps.ask", "answer a question in plain words with a model directory"),
+    "link": ("edmem.apps.link", "link every question of a text / JSONL file (streaming, resumable)"),
+    "convert": ("edmem.apps.convert", "build a model directory from an original checkpoint + its flags"),
     "evaluate": ("edmem.evaluation.cli", "score predictions (exact_match / entity_linking_eval / hits@k)"),
     "pretrain": ("edmem.pretraining.cli", "pretrain the entity memory on entity-annotated passages"),
     "serve": ("edmem.apps.serve.cli", "answer questions over HTTP: JSON API + a web page (FastAPI)"),

@@ -1,2 +1,2 @@
-"""Applications built on the library floors below: the ``edmem serve`` server, and (as the
-package is reorganised) the other commands. Nothing below ``edmem.apps`` imports it."""
+"""Applications on top of the library: command-line tools (each has ``main(argv) -> int``) and
+the ``edmem serve`` server (``edmem.apps.serve``). Nothing below ``edmem.apps`` imports it."""

@@ -108,10 +108,14 @@ class EntityLinker:
     def batch(self, questions: Sequence[str | dict], batch_size: int = 32,
               top_k: int | None = None) -> list[LinkResult]:
         """Results in input order; questions are run in batches of similar length."""
+        return self.run_prepared([self.prepare(q) for q in questions], batch_size, top_k)
+
+    def run_prepared(self, prepared: Sequence["Prepared"], batch_size: int = 32,
+                     top_k: int | None = None) -> list[LinkResult]:
+        """:meth:`batch` on questions already checked and encoded by :meth:`prepare`."""
         k = self._check_top_k(self.top_k if top_k is None else top_k)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        prepared = [self.prepare(q) for q in questions]
         order = sorted(range(len(prepared)), key=lambda i: len(prepared[i].item["input_ids"]))
         results: list[LinkResult | None] = [None] * len(prepared)
         for first in range(0, len(order), batch_size):
@@ -130,7 +134,7 @@ class EntityLinker:
     def detect(self, question: str) -> list[DetectedMention]:
         return self.detector.detect(question)
 
-    def prepare(self, question: str | dict) -> "_Prepared":
+    def prepare(self, question: str | dict) -> "Prepared":
         """Validate one question, find (or take) its mentions and build its evaluation item."""
         from edmem.data.examples import build_el_item, encode_question
         from edmem.data.formats import Mention
@@ -144,7 +148,7 @@ class EntityLinker:
         input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
         item = build_el_item(example, input_ids, links, self.model_dir.encoding,
                              self.entity_start_id, is_training=False)
-        return _Prepared(text, [(s, e) for s, e, _ in spans], item)
+        return Prepared(text, [(s, e) for s, e, _ in spans], item)
 
     def _parse(self, question: str | dict) -> tuple[str, list[tuple[int, int, int]] | None]:
         spans = None
@@ -173,7 +177,7 @@ class EntityLinker:
                              "returns (inference_nearest_k_entity)")
         return top_k
 
-    def _run(self, prepared: list["_Prepared"], k: int) -> list[LinkResult]:
+    def _run(self, prepared: list["Prepared"], k: int) -> list[LinkResult]:
         import torch
 
         batch = self.collate([p.item for p in prepared])
@@ -208,7 +212,9 @@ class EntityLinker:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """A checked question, its mention spans and its evaluation item (``EntityLinker.prepare``)."""
+
     text: str
     spans: list[tuple[int, int]]
     item: dict

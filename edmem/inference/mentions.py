@@ -3,8 +3,9 @@
 The rules (docs/linking.md has them with examples):
 
 1. Surface forms: every entity's name with a trailing parenthetical removed ("Georgia (country)"
-   -> "Georgia") and a trailing ", qualifier" removed ("Springfield, Illinois" -> "Springfield":
-   the qualifier is a mention of its own, as in training), plus every alias of the alias table.
+   -> "Georgia") and a trailing ", qualifier" removed when the qualifier is itself an entity's
+   name ("Springfield, Illinois" -> "Springfield": the qualifier is a mention of its own, as in
+   training; "Bonaire, Saint Eustatius and Saba" stays whole), plus every alias of the alias table.
 2. Normalisation, the same for surface forms and questions: Unicode NFKD with combining marks
    dropped (accents), case folded, clause punctuation (``, ; : ! ?``) kept as its own token,
    every other non-alphanumeric character a space, whitespace collapsed. A possessive "'s" thus
@@ -97,14 +98,25 @@ def normalize_text(text: str) -> str:
     return normalize(text)[0]
 
 
-def name_surface(name: str) -> str:
-    """An entity name as a surface form: trailing parenthetical and ", qualifier" removed."""
+def strip_parenthetical(name: str) -> str:
+    """``"Georgia (U.S. state)"`` -> ``"Georgia"`` (repeatedly, for nested trailing groups)."""
     previous = None
     while previous != name:
         previous = name
         name = _PARENTHETICAL.sub("", name)
-    stripped = _QUALIFIER.sub("", name).strip()
-    return stripped or name.strip()
+    return name.strip() or previous.strip()
+
+
+def name_surface(name: str, qualifiers: frozenset[str] | None = None) -> str:
+    """An entity name as a surface form: trailing parenthetical removed, and a trailing
+    ", qualifier" removed when ``qualifiers`` (normalised entity names; None = any) has it."""
+    name = strip_parenthetical(name)
+    match = _QUALIFIER.search(name)
+    if match is None or not name[:match.start()].strip():
+        return name
+    if qualifiers is not None and normalize_text(match.group(0)[1:]) not in qualifiers:
+        return name
+    return name[:match.start()].strip()
 
 
 @dataclass
@@ -134,8 +146,10 @@ class MentionDetector:
         self.stop_words = frozenset(stop_words)
         self.stats = SurfaceStats()
         table: dict[str, list[int]] = {}
-        for entity_id, name in names.items():
-            self._add(table, name_surface(name), int(entity_id))
+        bare = {int(i): strip_parenthetical(name) for i, name in names.items()}
+        qualifiers = frozenset(normalize_text(name) for name in bare.values())
+        for entity_id, name in bare.items():
+            self._add(table, name_surface(name, qualifiers), entity_id)
         for entity_id, values in (aliases or {}).items():
             for value in values:
                 self._add(table, value, int(entity_id))

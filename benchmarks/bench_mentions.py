@@ -1,0 +1,143 @@
+"""Mention detection on the demo's test questions (gold spans known) — docs/linking.md.
+
+Prints one JSON object with:
+
+* ``spans``: micro precision / recall / F1 of the detected spans against the gold mention spans
+  (exact character match) over every test question, plus counts and up to 10 examples of each
+  error kind;
+* ``speed``: microseconds per question of the detector for both backends (pyahocorasick
+  automaton vs a dict lookup of every token n-gram), median of ``--repeats`` passes, and whether
+  they found the same spans;
+* with ``--model``: ``hits@1`` of the model's answer from raw text (detected mentions) and from
+  the gold spans, over the linkable test questions, and their difference (goal: within 1 point).
+
+    .venv/bin/python benchmarks/bench_mentions.py --data runs/demo/data --model runs/demo/model
+
+``--data`` is the demo's data folder (``runs/demo/data``); the alias file is its
+``wikipedia/aliases_geo.jsonl`` unless ``--aliases`` says otherwise. ``--split dev`` measures
+the dev questions (choose settings there, report test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def load_questions(data: Path, split: str) -> list[dict]:
+    path = data / "openqa" / "geo" / "entity_linking" / f"el_geo-{split}.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def gold_spans(q: dict) -> list[tuple[int, int]]:
+    return sorted((int(o), int(o) + int(n)) for o, n in zip(q["link_offset"], q["link_length"]))
+
+
+def span_scores(questions: list[dict], detected: list[list[tuple[int, int]]]) -> dict[str, Any]:
+    tp = fp = fn = 0
+    missed, spurious = [], []
+    for q, found in zip(questions, detected):
+        gold, got = set(gold_spans(q)), set(found)
+        tp += len(gold & got)
+        fp += len(got - gold)
+        fn += len(gold - got)
+        if gold - got and len(missed) < 10:
+            missed.append({"question": q["question"], "gold": sorted(gold), "found": sorted(got)})
+        if got - gold and len(spurious) < 10:
+            spurious.append({"question": q["question"], "gold": sorted(gold), "found": sorted(got)})
+    p = tp / max(1, tp + fp)
+    r = tp / max(1, tp + fn)
+    return {"precision": round(p, 4), "recall": round(r, 4),
+            "f1": round(2 * p * r / max(1e-12, p + r), 4), "true_positives": tp,
+            "false_positives": fp, "false_negatives": fn, "questions": len(questions),
+            "examples_missed": missed, "examples_spurious": spurious}
+
+
+def time_detector(detector: Any, texts: list[str], repeats: int) -> float:
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for text in texts:
+            detector.detect(text)
+        runs.append((time.perf_counter() - start) / len(texts) * 1e6)
+    return round(statistics.median(runs), 2)
+
+
+def hits_at_1(linker: Any, questions: list[dict]) -> dict[str, Any]:
+    linkable = [q for q in questions if q.get("answer_entity")]
+    raw = linker.batch([q["question"] for q in linkable], batch_size=64)
+    given = linker.batch([{"question": q["question"], "mentions": [
+        {"offset": o, "length": n, "target": t} for o, n, t in
+        zip(q["link_offset"], q["link_length"], q["link_target"])]} for q in linkable], batch_size=64)
+
+    def rate(results: list) -> float:
+        hits = sum(r.answer.id in {int(a[0]) for a in q["answer_entity"]}
+                   for r, q in zip(results, linkable))
+        return hits / max(1, len(linkable))
+
+    from_raw, from_gold = rate(raw), rate(given)
+    return {"questions": len(linkable), "hits@1_raw_text": round(from_raw, 4),
+            "hits@1_gold_spans": round(from_gold, 4),
+            "difference_points": round((from_raw - from_gold) * 100, 2),
+            "no_mention_questions": sum(r.no_mention for r in raw)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO / "runs" / "demo" / "data")
+    parser.add_argument("--aliases", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="model directory: adds hits@1")
+    parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    from edmem.data.entity_vocab import load_id2entity
+    from edmem.inference.mentions import MentionDetector
+    from edmem.inference.model_dir import read_aliases
+
+    names = load_id2entity(args.data / "wikipedia" / "entid2entityitemid_geo.json")
+    alias_path = args.aliases or args.data / "wikipedia" / "aliases_geo.jsonl"
+    names_map = dict(names.items())
+    aliases = read_aliases(alias_path, names_map)
+    questions = load_questions(args.data, args.split)
+    texts = [q["question"] for q in questions]
+    start = time.perf_counter()
+    detectors = {b: MentionDetector(names_map, aliases, backend=b) for b in ("ahocorasick", "ngram")}
+    build_s = time.perf_counter() - start
+    found = {b: [[(m.start, m.end) for m in d.detect(t)] for t in texts] for b, d in detectors.items()}
+    result: dict[str, Any] = {
+        "split": args.split, "entities": len(names_map), "alias_entities": len(aliases),
+        "surface_forms": detectors["ahocorasick"].stats.forms,
+        "dropped_short": detectors["ahocorasick"].stats.dropped_short,
+        "dropped_stop_word": detectors["ahocorasick"].stats.dropped_stop_word,
+        "spans": span_scores(questions, found["ahocorasick"]),
+        "speed": {"us_per_question_ahocorasick": time_detector(detectors["ahocorasick"], texts, args.repeats),
+                  "us_per_question_ngram": time_detector(detectors["ngram"], texts, args.repeats),
+                  "build_both_s": round(build_s, 3),
+                  "same_spans": found["ahocorasick"] == found["ngram"]},
+    }
+    sp = result["speed"]
+    sp["ngram_over_ahocorasick"] = round(sp["us_per_question_ngram"] / sp["us_per_question_ahocorasick"], 2)
+    if args.model is not None:
+        import torch
+
+        from edmem.inference.linker import EntityLinker
+
+        torch.set_num_threads(args.threads)
+        linker = EntityLinker.from_pretrained(args.model, alias_file=args.aliases)
+        result["linking"] = hits_at_1(linker, questions)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
