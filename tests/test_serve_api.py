@@ -157,6 +157,14 @@ CASES = [  # (id, request keyword arguments, status, code, field, words in the m
 ]
 
 
+def test_the_question_length_limit_is_the_servers(linker):
+    long_question = "what is the capital of france? " + "x" * 1200  # the linker's default is 1,000
+    with serve(linker, max_question_chars=1500) as client:
+        response = post(client, [long_question])
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["question"] == long_question
+
+
 @pytest.fixture(scope="module")
 def limited_client(linker):
     with serve(linker, **LIMITS) as client:

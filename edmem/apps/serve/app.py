@@ -47,6 +47,8 @@ def create_app(linker: Any, settings: ServeSettings | None = None) -> FastAPI:
     """An app serving ``linker`` (an :class:`edmem.EntityLinker`, or anything with the same
     ``batch`` and ``info`` methods). The worker thread starts and stops with the app's lifespan."""
     settings = fit_to_model(settings or ServeSettings(), linker)
+    if hasattr(linker, "max_question_chars"):  # the server's limit is the one that applies
+        linker.max_question_chars = settings.max_question_chars
     batcher = MicroBatcher(linker, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                            max_pending=settings.max_pending)
     model_info = dict(linker.info())  # read once, on this thread: the worker owns the model after

@@ -1,7 +1,7 @@
 """``edmem serve --model DIR``: answer questions over HTTP (JSON API and a web page).
 
-Bad flags or a model directory that cannot be loaded end with one ``edmem serve: error: ...`` line
-and exit status 1, before anything listens.
+Bad flags, a busy port or a model directory that cannot be loaded end with one
+``edmem serve: error: ...`` line and exit status 1, before any request is accepted.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import argparse
 import socket
 import sys
 from dataclasses import fields
-from pathlib import Path
 
+from edmem.apps.common import add_linker_flags, guarded, load_linker
 from edmem.apps.serve.settings import ServeSettings
+from edmem.errors import EDMemError
 
 PROG = "edmem serve"
 EPILOG = """\
@@ -34,7 +35,6 @@ HELP = {
     "max_questions": "most questions in one request (more: 413)",
     "max_body_bytes": "largest request body, in bytes (larger: 413)",
     "max_top_k": "largest 'top_k' a request may ask for (larger: 422)",
-    "default_top_k": "'top_k' when a request gives none",
     "max_pending": "most questions waiting or running at once (more: 503, try again)",
 }
 
@@ -44,19 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve an edmem model directory over HTTP: a JSON API with micro-batching of "
                     "concurrent requests, and a web page at /.")
-    parser.add_argument("--model", type=Path, required=True, metavar="DIR",
-                        help="a model directory (written by training, the demo or 'edmem convert')")
+    add_linker_flags(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s, this machine only; "
                              "0.0.0.0 exposes the server to the network)")
     parser.add_argument("--port", type=int, default=8000,
                         help="port (default: %(default)s; 0 picks a free one and prints it)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    parser.add_argument("--num_threads", type=int, default=0,
-                        help="torch CPU threads (default: 0 = torch's default)")
     defaults = ServeSettings()
     limits = parser.add_argument_group("batching and limits")
     for f in fields(ServeSettings):
+        if f.name == "default_top_k":  # that is --top_k
+            continue
         default = getattr(defaults, f.name)
         limits.add_argument(f"--{f.name}", type=type(default), default=default,
                             help=f"{HELP[f.name]} (default: %(default)s)")
@@ -75,7 +73,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise EDMemError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -85,47 +83,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = ServeSettings(**{f.name: getattr(args, f.name) for f in fields(ServeSettings)})
+        settings = ServeSettings(default_top_k=args.top_k, **{
+            f.name: getattr(args, f.name) for f in fields(ServeSettings) if f.name != "default_top_k"})
     except ValueError as exc:
         parser.error(str(exc))
-    from edmem.errors import EDMemError
+    return guarded(PROG, lambda: serve(args, settings))
 
+
+def serve(args: argparse.Namespace, settings: ServeSettings) -> int:
+    """Bind, load the model, then serve until Ctrl-C (or SIGTERM)."""
+    sock = bind(args.host, args.port)
     try:
-        sock = bind(args.host, args.port)
-        linker = load_linker(args.model, device=args.device, num_threads=args.num_threads,
-                             top_k=settings.default_top_k)
-    except (EDMemError, OSError, ValueError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    import uvicorn
+        linker = load_linker(args)
+        import uvicorn
 
-    from edmem.apps.serve.app import create_app
+        from edmem.apps.serve.app import create_app
 
-    app = create_app(linker, settings)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"{PROG}: listening on http://{shown}:{port}/ (model {args.model}); Ctrl-C stops",
-          flush=True)
-    config = uvicorn.Config(app, log_level="warning" if args.quiet else "info",
-                            access_log=not args.quiet)
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
+        app = create_app(linker, settings)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"{PROG}: listening on http://{shown}:{port}/ (model {args.model}); Ctrl-C stops",
+              flush=True)
+        config = uvicorn.Config(app, log_level="warning" if args.quiet else "info",
+                                access_log=not args.quiet)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
     finally:
         sock.close()
     return 0
-
-
-def load_linker(model_dir: Path, *, device: str, num_threads: int, top_k: int):
-    """The model, loaded once before the server starts (errors end the command, not a request)."""
-    if num_threads > 0:
-        import torch
-
-        torch.set_num_threads(num_threads)
-    from edmem.inference.linker import EntityLinker
-
-    return EntityLinker.from_pretrained(model_dir, device=device, top_k=top_k)
 
 
 if __name__ == "__main__":
