@@ -23,6 +23,7 @@ import argparse
 import http.client
 import itertools
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -48,14 +49,25 @@ def load_questions(path: Path | None) -> list[str]:
     return [text for _, text in iter_lines(path) if text.strip()]
 
 
-def in_process_q_per_s(linker, questions: list[str], batch_size: int, max_seconds: float) -> float:
-    """Questions per second of ``linker.batch`` over ``questions`` (bounded by ``max_seconds``)."""
-    done, started = 0, time.perf_counter()
+def in_process(linker, questions: list[str], batch_size: int, max_seconds: float
+               ) -> tuple[float, float]:
+    """(questions per second, CPU ms per question) of ``linker.batch`` over ``questions``
+    (bounded by ``max_seconds``)."""
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
     for first in range(0, len(questions), batch_size * 4):
         done += len(linker.batch(questions[first:first + batch_size * 4], batch_size=batch_size))
         if time.perf_counter() - started > max_seconds:
             break
-    return done / (time.perf_counter() - started)
+    return done / (time.perf_counter() - started), 1000 * (time.process_time() - cpu) / done
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Load:
@@ -162,18 +174,22 @@ def main(argv: list[str] | None = None) -> int:
 
         linker = EntityLinker.from_pretrained(model, device="cpu")
         linker.batch(sample[:args.max_batch], batch_size=args.max_batch)  # warm-up
-        before = in_process_q_per_s(linker, sample, args.max_batch, args.max_seconds)
+        before, cpu_before = in_process(linker, sample, args.max_batch, args.max_seconds)
 
         with ServerProcess(model, "--quiet", "--num_threads", str(args.threads), "--max_batch",
                            str(args.max_batch), "--max_wait_ms", str(args.max_wait_ms)) as server:
             Load(server.url, questions, args.clients * 2, 30).run(args.clients)  # warm-up
             first = get_json(server.url, "/v1/health")["stats"]
+            server_cpu = process_cpu_s(server.pid)
             load = Load(server.url, questions, args.requests, args.max_seconds)
             seconds = load.run(args.clients)
+            if server_cpu is not None:
+                server_cpu = process_cpu_s(server.pid) - server_cpu
             last = get_json(server.url, "/v1/health")["stats"]
 
-        after = in_process_q_per_s(linker, sample, args.max_batch, args.max_seconds)
-    in_process = (before + after) / 2
+        after, cpu_after = in_process(linker, sample, args.max_batch, args.max_seconds)
+    in_process_q_per_s = (before + after) / 2
+    in_process_cpu_ms = (cpu_before + cpu_after) / 2
     served = len(load.latencies)
     server_q_per_s = served / seconds
     result = {
@@ -183,9 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         "server_q_per_s": round(server_q_per_s, 1),
         "latency_ms_p50": round(1000 * percentile(load.latencies, 50), 1) if served else None,
         "latency_ms_p95": round(1000 * percentile(load.latencies, 95), 1) if served else None,
-        "in_process_q_per_s": round(in_process, 1),
+        "in_process_q_per_s": round(in_process_q_per_s, 1),
         "in_process_q_per_s_before_after": [round(before, 1), round(after, 1)],
-        "ratio_server_to_in_process": round(server_q_per_s / in_process, 3), "goal_ratio": GOAL_RATIO,
+        "ratio_server_to_in_process": round(server_q_per_s / in_process_q_per_s, 3),
+        "goal_ratio": GOAL_RATIO,
+        # CPU per question: what each side costs, whatever else runs on the machine.
+        "server_cpu_ms_per_question": round(1000 * server_cpu / served, 3) if server_cpu and served else None,
+        "in_process_cpu_ms_per_question": round(in_process_cpu_ms, 3),
+        "cpu_ratio_in_process_to_server": (round(in_process_cpu_ms / (1000 * server_cpu / served), 3)
+                                           if server_cpu and served else None),
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "model_calls": last["model_calls"] - first["model_calls"],
         "mean_questions_per_model_call": round((last["questions"] - first["questions"])
                                                / max(1, last["model_calls"] - first["model_calls"]), 2),

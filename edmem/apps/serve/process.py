@@ -31,6 +31,10 @@ class ServerProcess:
         self._process: subprocess.Popen | None = None
         self._found = threading.Event()
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def __enter__(self) -> "ServerProcess":
         self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, text=True, env=self.env)
