@@ -15,7 +15,8 @@ Prints one JSON object with:
 
 ``--data`` is the demo's data folder (``runs/demo/data``); the alias file is its
 ``wikipedia/aliases_geo.jsonl`` unless ``--aliases`` says otherwise. ``--split dev`` measures
-the dev questions (choose settings there, report test).
+the dev questions (choose settings there, report test). ``--questions`` / ``--vocab`` measure
+another dataset in the original format (e.g. WebQuestions: names only, no alias file).
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO / "runs" / "demo" / "data")
     parser.add_argument("--aliases", type=Path, default=None)
+    parser.add_argument("--questions", type=Path, default=None,
+                        help="an el_*.jsonl file instead of the demo's split (e.g. WebQuestions)")
+    parser.add_argument("--vocab", type=Path, default=None,
+                        help="entid2entityitemid_*.json instead of the demo's")
     parser.add_argument("--model", type=Path, default=None, help="model directory: adds hits@1")
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
     parser.add_argument("--repeats", type=int, default=5)
@@ -104,18 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     from edmem.inference.mentions import MentionDetector
     from edmem.inference.model_dir import read_aliases
 
-    names = load_id2entity(args.data / "wikipedia" / "entid2entityitemid_geo.json")
+    names = load_id2entity(args.vocab or args.data / "wikipedia" / "entid2entityitemid_geo.json")
     alias_path = args.aliases or args.data / "wikipedia" / "aliases_geo.jsonl"
     names_map = dict(names.items())
-    aliases = read_aliases(alias_path, names_map)
-    questions = load_questions(args.data, args.split)
+    aliases = read_aliases(alias_path, names_map) if alias_path.is_file() else {}
+    if args.questions is not None:
+        questions = [json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines()
+                     if line.strip()]
+    else:
+        questions = load_questions(args.data, args.split)
     texts = [q["question"] for q in questions]
     start = time.perf_counter()
     detectors = {b: MentionDetector(names_map, aliases, backend=b) for b in ("ahocorasick", "ngram")}
     build_s = time.perf_counter() - start
     found = {b: [[(m.start, m.end) for m in d.detect(t)] for t in texts] for b, d in detectors.items()}
     result: dict[str, Any] = {
-        "split": args.split, "entities": len(names_map), "alias_entities": len(aliases),
+        "split": str(args.questions or args.split), "entities": len(names_map), "alias_entities": len(aliases),
         "surface_forms": detectors["ahocorasick"].stats.forms,
         "dropped_short": detectors["ahocorasick"].stats.dropped_short,
         "dropped_stop_word": detectors["ahocorasick"].stats.dropped_stop_word,

@@ -11,6 +11,7 @@ for the cache look-up.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -18,6 +19,8 @@ from urllib.parse import urlparse
 
 from edmem.errors import EDMemError
 
+#: A hub repository id: ``name`` or ``owner/name`` (anything else is meant as a local path).
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 #: Seconds allowed to learn whether the hub answers at all.
 PROBE_TIMEOUT = 3.0
 _TRUE = ("1", "true", "yes", "on")
@@ -68,6 +71,9 @@ def resolve_model_name(name: str, flag: str = "--model_name") -> str:
     the hub cannot be reached. Raises :class:`HubUnavailableError` (one clear line) otherwise."""
     if Path(name).exists():
         return name
+    if not _REPO_ID.fullmatch(name):
+        raise HubUnavailableError(f"{flag} {name}: directory not found (and not a hub name "
+                                  "like 'facebook/bart-large')")
     offline = offline_by_environment()
     if not offline and hub_reachable():
         return name

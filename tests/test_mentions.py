@@ -76,3 +76,19 @@ def test_both_backends_agree_and_no_forms_is_fine():
     assert MentionDetector({}, backend="ahocorasick").detect(text) == []
     with pytest.raises(ValueError, match="backend"):
         MentionDetector(NAMES, backend="trie")
+
+
+def test_ascii_fast_path_equals_the_general_one():
+    import random
+    import string
+
+    from edmem.inference.mentions import _normalize_ascii, _normalize_general
+
+    rng = random.Random(0)
+    alphabet = string.ascii_letters + string.digits + " ,;:!?'.-()\t"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        fast, general = _normalize_ascii(text), _normalize_general(text)
+        assert fast[0] == general[0], text
+        assert [(a, b) for c, a, b in zip(*fast) if c != " "] == \
+            [(a, b) for c, a, b in zip(*general) if c != " "], text

@@ -53,12 +53,19 @@ class DetectedMention:
     candidates: tuple[int, ...]
 
 
+_ASCII_TOKEN = re.compile(r"[a-z0-9]+|[,;:!?]")
+
+
 def normalize(text: str) -> tuple[str, list[int], list[int]]:
     """The normalised text and, per normalised character, the original start/end offsets.
 
     Spaces of the output map to the position of the separator they replace; callers only map
     the first and last character of a match, which are never spaces.
     """
+    return _normalize_ascii(text) if text.isascii() else _normalize_general(text)
+
+
+def _normalize_general(text: str) -> tuple[str, list[int], list[int]]:
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -92,6 +99,23 @@ def normalize(text: str) -> tuple[str, list[int], list[int]]:
         starts.pop()
         ends.pop()
     return "".join(out), starts, ends
+
+
+def _normalize_ascii(text: str) -> tuple[str, list[int], list[int]]:
+    """:func:`normalize` for ASCII text (no accents, one character per character): the same
+    result from a regex over the lowercased text, several times faster."""
+    parts: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for match in _ASCII_TOKEN.finditer(text.lower()):
+        a, b = match.span()
+        if parts:
+            starts.append(a - 1)
+            ends.append(a - 1)
+        parts.append(match.group())
+        starts.extend(range(a, b))
+        ends.extend(range(a + 1, b + 1))
+    return " ".join(parts), starts, ends
 
 
 def normalize_text(text: str) -> str:

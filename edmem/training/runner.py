@@ -58,6 +58,8 @@ def validate_args(args: argparse.Namespace) -> None:
         validate_model_dir_args(args)
     elif args.id2entity_file is None:
         raise UsageError("--id2entity_file is required (entid2entityitemid_*.json)")
+    else:  # a hub name that cannot be reached fails here, within seconds (edmem.hub)
+        args.model_name = resolve_model_name(args.model_name)
     if args.id2entity_file is not None and not str(args.id2entity_file).endswith(".json"):
         raise UsageError(f"--id2entity_file must be a .json file, got {args.id2entity_file}")
     for name in ("id2entity_file", "id2entitytokens_file", "alias_file"):
@@ -283,7 +285,6 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
         if rows.compact:
             logger.info("Compact entity memory: %d rows (10 reserved + %d entities of %s)",
                         rows.num_rows, rows.num_rows - 10, args.id2entity_file)
-        args.model_name = resolve_model_name(args.model_name)
         tokenizer = load_tokenizer(args.model_name)
         config = build_config(args, tokenizer, rows.num_rows)
         options = ELEncodingOptions.from_args(args)
