@@ -76,6 +76,16 @@ def test_health_counts_requests_and_model_calls(linker):
     assert body["stats"]["model_calls"] == 1 and body["stats"]["failed_requests"] == 0
 
 
+def test_after_shutdown_requests_get_503(linker):
+    client = serve(linker)
+    with client:
+        assert client.get("/v1/health").status_code == 200
+    health = client.get("/v1/health")  # the lifespan has ended: the worker is stopped
+    assert health.status_code == 503 and health.json()["status"] == "stopped"
+    refused = post(client, [QUESTION])
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+
+
 def test_model_describes_the_model_and_the_limits(linker):
     with serve(linker, max_questions=7) as client:
         body = client.get("/v1/model").json()
