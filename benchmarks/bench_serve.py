@@ -5,7 +5,10 @@ of one question each from ``--clients`` concurrent clients (keep-alive HTTP/1.1 
 thread each), stops after ``--requests`` or ``--max_seconds``, whichever comes first, and stops
 the server. Then compares with the throughput of ``EntityLinker.batch`` in this process on the
 same questions (batch size ``--max_batch``, the server's largest model call), measured just before
-and just after the load and averaged, so a change in the machine's load affects both sides.
+and just after the load and averaged, so a change in the machine's load affects both sides. CPU
+time per question is reported for both sides (the server process's own, from /proc), and for
+``linker.batch`` at a batch of ``--clients`` questions: the most the server can merge when each
+client sends one question.
 
 Model: ``--model DIR``, or ``runs/demo/model`` when ``make demo`` has written it, else the tiny
 model of ``edmem.testing.build_tiny_model_dir`` (built in a temporary folder). Questions:
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             last = get_json(server.url, "/v1/health")["stats"]
 
         after, cpu_after = in_process(linker, sample, args.max_batch, args.max_seconds)
+        # The largest batch the server can form from one-question requests is one per client.
+        _, cpu_at_clients = in_process(linker, sample, args.clients, args.max_seconds)
     in_process_q_per_s = (before + after) / 2
     in_process_cpu_ms = (cpu_before + cpu_after) / 2
     served = len(load.latencies)
@@ -206,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         # CPU per question: what each side costs, whatever else runs on the machine.
         "server_cpu_ms_per_question": round(1000 * server_cpu / served, 3) if server_cpu and served else None,
         "in_process_cpu_ms_per_question": round(in_process_cpu_ms, 3),
+        "in_process_cpu_ms_per_question_at_batch_of_clients": round(cpu_at_clients, 3),
         "cpu_ratio_in_process_to_server": (round(in_process_cpu_ms / (1000 * server_cpu / served), 3)
                                            if server_cpu and served else None),
         "load_average_1min": round(os.getloadavg()[0], 1),
