@@ -17,12 +17,14 @@ Prints one JSON object with:
 ``wikipedia/aliases_geo.jsonl`` unless ``--aliases`` says otherwise. ``--split dev`` measures
 the dev questions (choose settings there, report test). ``--questions`` / ``--vocab`` measure
 another dataset in the original format (e.g. WebQuestions: names only, no alias file).
+``--scale 1000000`` measures building the detector for a vocabulary of that size instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -91,6 +93,36 @@ def hits_at_1(linker: Any, questions: list[dict]) -> dict[str, Any]:
             "no_mention_questions": sum(r.no_mention for r in raw)}
 
 
+def scale(count: int) -> dict[str, Any]:
+    """Build time and memory of the detector for a vocabulary of ``count`` synthetic names."""
+    import random
+    import resource
+
+    from edmem.inference.mentions import MentionDetector
+
+    rng = random.Random(0)
+    syllables = ["ka", "lo", "mi", "ran", "to", "shi", "ve", "dor", "al", "bu", "zen", "qua"]
+
+    def word() -> str:
+        return "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))).title()
+
+    names = {10 + i: " ".join(word() for _ in range(rng.randint(1, 3))) for i in range(count)}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start, cpu = time.perf_counter(), time.process_time()
+    detector = MentionDetector(names)
+    build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    question = f"what is the capital of {names[10 + count // 2].lower()}?"
+    start = time.perf_counter()
+    for _ in range(1000):
+        found = detector.detect(question)
+    return {"names": count, "surface_forms": len(detector), "build_s": round(build_s, 2),
+            "build_cpu_s": round(build_cpu_s, 2), "load_average_1min": round(os.getloadavg()[0], 1),
+            "peak_rss_growth_mb": round((after - before) / 1024, 1),
+            "us_per_question": round((time.perf_counter() - start) * 1000, 1),
+            "found_in_example": [m.text for m in found]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO / "runs" / "demo" / "data")
@@ -103,7 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scale", type=int, default=0,
+                        help="instead: build a detector over this many synthetic names (1-3 random "
+                             "words) and report build time and resident memory")
     args = parser.parse_args(argv)
+    if args.scale:
+        print(json.dumps(scale(args.scale), indent=1))
+        return 0
 
     from edmem.data.entity_vocab import load_id2entity
     from edmem.inference.mentions import MentionDetector

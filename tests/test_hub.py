@@ -1,4 +1,4 @@
-"""Hub names fail within seconds when the hub cannot be reached (edmem.hub)."""
+"""Hub names fail within seconds when the hub cannot be reached (edmem.runtime.hub)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edmem import hub
+from edmem.runtime import hub
 
 
 def test_a_local_directory_is_used_as_is(tmp_path):

@@ -203,3 +203,22 @@ def test_import_edmem_registers_auto_classes_without_torch(model_dir):
                           cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["EDMemModel", "EntityLinker"]
+
+
+def test_concurrent_calls_from_threads_give_the_sequential_results(linker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [q for q, *_ in tiny_questions()] * 3
+    expected = [[e.id for e in linker(q).top_k] for q in questions]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda q: [e.id for e in linker(q).top_k], questions))
+    assert got == expected
+
+
+def test_device_names(model_dir):
+    from edmem.inference.linker import linker_device
+
+    assert str(linker_device("cpu")) == "cpu" and str(linker_device("auto")) in ("cpu", "cuda:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            EntityLinker.from_pretrained(model_dir, device="cuda")

@@ -92,3 +92,8 @@ def test_ascii_fast_path_equals_the_general_one():
         assert fast[0] == general[0], text
         assert [(a, b) for c, a, b in zip(*fast) if c != " "] == \
             [(a, b) for c, a, b in zip(*general) if c != " "], text
+
+
+def test_normalize_text_equals_normalize():
+    for text in ("The Kingdom of Tonga's capital, São Tomé?", "  U.S.A.; (Paris)!  ", "", "İstanbul"):
+        assert normalize_text(text) == normalize(text)[0]

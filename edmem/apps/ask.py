@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Iterator
 
-from edmem.apps.common import add_linker_flags, error, guarded, load_linker
+from edmem.apps.linker_cli import add_linker_flags, error, guarded, load_linker
 
 PROG = "edmem ask"
 BAR_WIDTH = 20

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edmem.apps.common import guarded
+from edmem.apps.linker_cli import guarded
 
 PROG = "edmem convert"
 # run_QA.py flags that shape the model or the encoding of a question (edmem.training.args.FLAGS)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from edmem.data.entity_vocab import load_entity_names
     from edmem.data.examples import ELEncodingOptions
     from edmem.errors import DataError
-    from edmem.hub import resolve_model_name
+    from edmem.runtime.hub import resolve_model_name
     from edmem.inference.export import export_model_dir
     from edmem.training.runner import build_config, load_tokenizer
 

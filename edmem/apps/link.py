@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from edmem.apps.common import add_linker_flags, guarded, load_linker
+from edmem.apps.linker_cli import add_linker_flags, guarded, load_linker
 from edmem.errors import DataError
 from edmem.inference.textio import MAX_LINE_BYTES, iter_lines
 

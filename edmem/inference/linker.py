@@ -16,6 +16,7 @@ many are shown. docs/linking.md describes the rules and the result fields.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -66,7 +67,10 @@ def _plain(value: Any) -> Any:
 
 
 class EntityLinker:
-    """Entity linking for raw questions with a model directory (``edmem.inference.model_dir``)."""
+    """Entity linking for raw questions with a model directory (``edmem.inference.model_dir``).
+
+    Safe to call from several threads at once (a server's workers): encoding is serialised,
+    the forward passes are not."""
 
     def __init__(self, model_dir: Any, device: str = "cpu", top_k: int = 5,
                  max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS,
@@ -80,7 +84,7 @@ class EntityLinker:
         self.model = model_dir.model
         self.tokenizer = model_dir.tokenizer
         self.config = model_dir.config
-        self.device = torch.device(device)
+        self.device = linker_device(device)
         self.max_k = int(self.config.inference_nearest_k_entity)
         self.top_k = self._check_top_k(top_k)
         self.max_question_chars = int(max_question_chars)
@@ -88,6 +92,10 @@ class EntityLinker:
         self.collate = ELCollator(pad_token_id=self.config.pad_token_id,
                                   decoder_start_token_id=self.config.decoder_start_token_id)
         self.entity_start_id = marker_ids(self.tokenizer)[0]
+        # A fast tokenizer's Rust object can refuse concurrent use ("Already borrowed") when a
+        # call changes its truncation/padding settings; forward passes are safe to run from
+        # several threads. So only encoding is serialised (it is ~5% of a call).
+        self._encode_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", top_k: int = 5,
@@ -97,6 +105,7 @@ class EntityLinker:
         from edmem.inference.model_dir import load_model_dir
 
         detector_kwargs = {k: kwargs.pop(k) for k in ("min_chars", "stop_words", "backend") if k in kwargs}
+        device = str(linker_device(device))
         model_dir = load_model_dir(path, device=device, alias_file=kwargs.pop("alias_file", None))
         detector = MentionDetector(model_dir.entities.names, model_dir.aliases, **detector_kwargs)
         return cls(model_dir, device=device, top_k=top_k, detector=detector, **kwargs)
@@ -145,7 +154,8 @@ class EntityLinker:
             spans = [(m.start, m.end, m.candidates[0] if m.candidates else 1) for m in detected]
         mentions = [Mention(start, end - start, target) for start, end, target in spans]
         example = _example(text, mentions)
-        input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
+        with self._encode_lock:
+            input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
         item = build_el_item(example, input_ids, links, self.model_dir.encoding,
                              self.entity_start_id, is_training=False)
         return Prepared(text, [(s, e) for s, e, _ in spans], item)
@@ -209,6 +219,18 @@ class EntityLinker:
         entities = self.model_dir.entities
         return [EntityScore(int(i), entities.get(int(i)) or "", round(float(p), 6), entities.type_of(int(i)))
                 for i, p in zip(ids, probs.tolist())]
+
+
+def linker_device(device: Any) -> Any:
+    """``auto`` / ``cpu`` / ``cuda`` as the training commands read them (``edmem.runtime.devices``:
+    ``cuda`` without a GPU is a clear ValueError), or any torch device string (``cuda:1``)."""
+    import torch
+
+    from edmem.runtime.devices import DEVICE_CHOICES, resolve_device
+
+    if isinstance(device, str) and device in DEVICE_CHOICES:
+        return resolve_device(device)
+    return torch.device(device)
 
 
 @dataclass

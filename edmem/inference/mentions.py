@@ -119,7 +119,10 @@ def _normalize_ascii(text: str) -> tuple[str, list[int], list[int]]:
 
 
 def normalize_text(text: str) -> str:
-    return normalize(text)[0]
+    """:func:`normalize` without the offsets (surface forms)."""
+    if text.isascii():
+        return " ".join(_ASCII_TOKEN.findall(text.lower()))
+    return _normalize_general(text)[0]
 
 
 def strip_parenthetical(name: str) -> str:
@@ -171,12 +174,16 @@ class MentionDetector:
         self.stats = SurfaceStats()
         table: dict[str, list[int]] = {}
         bare = {int(i): strip_parenthetical(name) for i, name in names.items()}
-        qualifiers = frozenset(normalize_text(name) for name in bare.values())
+        normalised = {i: normalize_text(name) for i, name in bare.items()}
+        qualifiers = frozenset(normalised.values())
         for entity_id, name in bare.items():
-            self._add(table, name_surface(name, qualifiers), entity_id)
+            if "," in name:  # maybe "name, qualifier": normalise the surface that remains
+                self._add(table, normalize_text(name_surface(name, qualifiers)), entity_id)
+            else:
+                self._add(table, normalised[entity_id], entity_id)
         for entity_id, values in (aliases or {}).items():
             for value in values:
-                self._add(table, value, int(entity_id))
+                self._add(table, normalize_text(value), int(entity_id))
         self.forms = {form: tuple(ids) for form, ids in table.items()}
         self.stats.forms = len(self.forms)
         self.max_tokens = max((form.count(" ") + 1 for form in self.forms), default=0)
@@ -184,8 +191,8 @@ class MentionDetector:
         logger.info("Mention detector: %d surface forms (%d too short, %d stop words dropped)",
                     self.stats.forms, self.stats.dropped_short, self.stats.dropped_stop_word)
 
-    def _add(self, table: dict[str, list[int]], surface: str, entity_id: int) -> None:
-        form = normalize_text(surface)
+    def _add(self, table: dict[str, list[int]], form: str, entity_id: int) -> None:
+        """Add a normalised surface form unless a filter drops it."""
         if len(form.replace(" ", "")) < self.min_chars:
             self.stats.dropped_short += 1
             return

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from edmem.errors import CheckpointError, DataError, EDMemError
-from edmem.hub import resolve_model_name
+from edmem.runtime.hub import resolve_model_name
 from edmem.training import checkpointing as ck
 from edmem.training import distributed as dist_utils
 from edmem.training.distributed import DistInfo
@@ -58,7 +58,7 @@ def validate_args(args: argparse.Namespace) -> None:
         validate_model_dir_args(args)
     elif args.id2entity_file is None:
         raise UsageError("--id2entity_file is required (entid2entityitemid_*.json)")
-    else:  # a hub name that cannot be reached fails here, within seconds (edmem.hub)
+    else:  # a hub name that cannot be reached fails here, within seconds (edmem.runtime.hub)
         args.model_name = resolve_model_name(args.model_name)
     if args.id2entity_file is not None and not str(args.id2entity_file).endswith(".json"):
         raise UsageError(f"--id2entity_file must be a .json file, got {args.id2entity_file}")

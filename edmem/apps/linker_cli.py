@@ -1,4 +1,4 @@
-"""What the command-line applications share: loading the linker, one-line errors."""
+"""What the linking commands (ask, link, convert) share: loading the linker, one-line errors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def add_linker_flags(parser: argparse.ArgumentParser) -> None:
                         "(default: 5; at most the model's inference_nearest_k_entity)")
     parser.add_argument("--alias_file", default=None,
                         help='extra aliases for mention detection, JSONL {"id": int, "aliases": [str]}')
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, auto (a GPU when there is one) or a torch device such as "
+                             "cuda:1 (default: cpu)")
     parser.add_argument("--num_threads", type=int, default=0,
                         help="torch CPU threads (0 = torch default)")
 
