@@ -11,7 +11,7 @@ import socket
 import sys
 from dataclasses import fields
 
-from edmem.apps.common import add_linker_flags, guarded, load_linker
+from edmem.apps.linker_cli import add_linker_flags, guarded, load_linker
 from edmem.apps.serve.settings import ServeSettings
 from edmem.errors import EDMemError
 
