@@ -187,3 +187,23 @@ def test_any_dataset_name_is_a_task_but_not_a_path(tiny, tmp_path, capsys):
         run_qa(argv)
     assert exc.value.code == 2
     assert "invalid task name" in capsys.readouterr().err
+
+
+def test_predict_through_a_memory_index_and_a_stale_one_is_an_error(trained, tiny, tmp_path, capsys):
+    out = tmp_path / "indexed"
+    shutil.copytree(trained, out, ignore=shutil.ignore_patterns("*.pt", "training_state"))
+    flags = el_tiny.flags(tiny, out, "--prefix", "ivf_", "--memory_index", "ivf",
+                          "--memory_index_dtype", "int8", "--nprobe", "64")
+    assert predict_cli(flags) == 0
+    exact = json.loads((trained / "predictions.json").read_text())
+    ivf = json.loads((out / "ivf_predictions.json").read_text())
+    assert {q: v[1][0] for q, v in ivf.items()} == {q: v[1][0] for q, v in exact.items()}
+    meta = out / "memory_index" / "ivf-int8.json"
+    assert (out / "memory_index" / "table-int8.safetensors").is_file() and meta.is_file()
+    data = json.loads(meta.read_text())
+    data["source_digest"] = "sha256:0123"
+    meta.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert predict_cli(flags) == 1
+    line = _error_line(capsys)
+    assert "stale memory index" in line and "sha256:0123" in line
