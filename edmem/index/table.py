@@ -17,6 +17,7 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -57,16 +58,30 @@ class LeanTable:
         Converted ``block_rows`` rows at a time: the only float32 temporary is one block."""
         source = (weight.t() if columns else weight).detach()
         n, d = source.shape
-        rows = torch.empty((n, d), dtype=_TORCH[dtype])
-        scale = torch.empty(n, dtype=torch.float32) if dtype == "int8" else None
-        for start in range(0, n, block_rows):
-            block = source[start:start + block_rows].float()
+        blocks = (source[start:start + block_rows] for start in range(0, n, block_rows))
+        return cls.from_blocks(blocks, n, d, dtype, source_digest)
+
+    @classmethod
+    def from_blocks(cls, blocks: Iterable[torch.Tensor], num_rows: int, dim: int, dtype: str = "fp32",
+                    source_digest: str = "") -> "LeanTable":
+        """A table filled from consecutive float row blocks (a table never held in float32)."""
+        if dtype not in DTYPES:
+            raise ValueError(f"table dtype {dtype!r}; expected one of {DTYPES}")
+        rows = torch.empty((num_rows, dim), dtype=_TORCH[dtype])
+        scale = torch.empty(num_rows, dtype=torch.float32) if dtype == "int8" else None
+        start = 0
+        for block in blocks:
+            block = block.float()
+            stop = start + block.shape[0]
             if scale is None:
-                rows[start:start + block_rows] = block
+                rows[start:stop] = block
             else:
                 s = block.abs().amax(dim=1).clamp(min=1e-30) / 127.0
-                scale[start:start + block_rows] = s
-                rows[start:start + block_rows] = torch.round(block / s[:, None]).clamp_(-127, 127)
+                scale[start:stop] = s
+                rows[start:stop] = torch.round(block / s[:, None]).clamp_(-127, 127)
+            start = stop
+        if start != num_rows:
+            raise ValueError(f"blocks gave {start} rows, expected {num_rows}")
         return cls(rows, dtype, scale, source_digest)
 
     # ------------------------------------------------------------------ reading
