@@ -82,11 +82,11 @@ def test_int8_scores_match_dequantised_rows():
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq"])
 def test_approximate_backends_find_the_exact_top_k(kind):
-    rows = clustered(4000, 32)
+    rows = clustered(2000, 32)
     table = LeanTable.from_weight(rows, "fp32", columns=False)
-    knobs = Knobs(nlist=16, nprobe=16, ef_search=200, ef_construction=200, pq_bytes=8, rerank=200)
+    knobs = Knobs(nlist=16, nprobe=16, ef_search=200, ef_construction=200, pq_bytes=4, rerank=200)
     index = FaissIndex.build(kind, table, knobs)
-    q = rows[torch.arange(0, 4000, 97)] + 0.1 * torch.randn(42, 32)
+    q = rows[torch.arange(0, 2000, 48)] + 0.1 * torch.randn(42, 32)
     ref_v, ref_i = (q @ rows.t()).topk(10, dim=1)
     v, i = index.search(q, 10)
     assert v.shape == i.shape == (42, 10)
@@ -97,7 +97,7 @@ def test_approximate_backends_find_the_exact_top_k(kind):
 
 
 def test_ivf_with_one_probe_is_approximate_and_knob_matters():
-    rows = clustered(4000, 32, clusters=64)
+    rows = clustered(2000, 32, clusters=64)
     table = LeanTable.from_weight(rows, "fp32", columns=False)
     q = torch.randn(50, 32) * 3
     ref = (q @ rows.t()).topk(50, dim=1).indices

@@ -86,10 +86,17 @@ class ExactIndex:
         self.num_rows, self.dim = table.num_rows, table.dim
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return fused_topk(queries.float(), self.table, k, self.knobs.block_rows)
+        device = _table_device(self.table)
+        with torch.autocast(device.type, enabled=False):   # scores in float32 even under autocast
+            values, rows = fused_topk(queries.detach().float().to(device), self.table, k, self.knobs.block_rows)
+        return values.to(queries.device), rows.to(queries.device)
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.table.gather(rows)
+        return self.table.gather(rows.to(_table_device(self.table))).to(rows.device)
+
+
+def _table_device(table: LeanTable | DenseRows) -> torch.device:
+    return table.rows.device
 
 
 def _faiss():
@@ -167,10 +174,10 @@ class FaissIndex:
         cand = torch.from_numpy(found)
         missing = cand < 0
         cand = cand.clamp(min=0)
-        exact = torch.bmm(self.table.gather(cand), queries.detach().float().unsqueeze(2)).squeeze(2)
+        exact = torch.bmm(self.table.gather(cand), torch.from_numpy(q).unsqueeze(2)).squeeze(2)
         exact.masked_fill_(missing, float("-inf"))
         values, order = exact.topk(k, dim=1)
-        return values, cand.gather(1, order)
+        return values.to(queries.device), cand.gather(1, order).to(queries.device)
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.table.gather(rows)
+        return self.table.gather(rows.cpu()).to(rows.device)
