@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     from edmem.inference.predict import predict_entities
     from edmem.modeling.model import EDMemModel
     from edmem.training.args import parse_args
-    from edmem.training.distributed import DistInfo
-    from edmem.training.runner import build_config, load_tokenizer, load_weights
+    from edmem.runtime.distributed import DistInfo
+    from edmem.apps.common import build_config, load_tokenizer, load_weights
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
