@@ -16,14 +16,13 @@ saved next to the checkpoint (:data:`FILENAME`) and reloaded for prediction.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from edmem.errors import CheckpointError, DataError
+from edmem.runtime.atomic import atomic_write_text
 
 NUM_RESERVED = 10
 FILENAME = "entity_rows.json"
@@ -67,6 +66,13 @@ class EntityRows:
             return 0 <= int(entity_id) < self.num_rows
         return int(entity_id) in self._id_to_row
 
+    def is_target(self, entity_id: object) -> bool:
+        """Whether a training label may be this id: it has a row, and in a compact memory that row
+        is not one of the reserved rows 1-9 (they belong to no vocabulary entity)."""
+        if self.compact and isinstance(entity_id, (int, np.integer)) and int(entity_id) < NUM_RESERVED:
+            return False
+        return entity_id in self
+
     def id_to_row(self, entity_id: int) -> int:
         """The memory row of an entity id (``DataError`` if the memory has no row for it)."""
         if self._id_to_row is None:
@@ -93,15 +99,7 @@ class EntityRows:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``entity_rows.json`` atomically (temp file + rename)."""
-        path = Path(directory) / FILENAME
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FILENAME}.", suffix=".tmp")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_json(), handle)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(Path(directory) / FILENAME, json.dumps(self.to_json()))
 
     @classmethod
     def load(cls, directory: str | Path) -> "EntityRows | None":

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -85,6 +86,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def check_finite(state: Mapping[str, Any], where: str | os.PathLike | None = None) -> None:
+    """Refuse a state dict whose floating-point tensors hold NaN or inf: such a checkpoint loads
+    and then predicts garbage with exit 0. One pass over the weights (cheap next to loading)."""
+    bad = [key for key, value in state.items()
+           if isinstance(value, torch.Tensor) and value.is_floating_point()
+           and not bool(torch.isfinite(value).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        prefix = f"{where}: " if where is not None else ""
+        raise CheckpointError(f"{prefix}non-finite weights (NaN or inf) in {len(bad)} tensor(s): "
+                              f"{shown}; the checkpoint is damaged (e.g. saved after a diverged step)")
+
+
 def _canonicalise(state: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
     """Collapse alias keys of tied tensors onto the canonical key; aliases must agree."""
     state = dict(state)
@@ -115,6 +129,7 @@ def load_original_state_dict(model: EDMemModel, path_or_state: str | os.PathLike
     keys are loaded and the report lists the rest.
     """
     raw = read_state_dict(path_or_state) if not isinstance(path_or_state, Mapping) else dict(path_or_state)
+    check_finite(raw, None if isinstance(path_or_state, Mapping) else path_or_state)
     report = LoadReport()
     state = _canonicalise(raw, report)
     lm_weight = state.pop("LMLoss.weight", None)

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from edmem.errors import CheckpointError
+from edmem.runtime.atomic import atomic_write, atomic_write_text, remove_stale_temp_files  # noqa: F401
 from edmem.training import distributed as dist_utils
 from edmem.training.distributed import DistInfo
 
@@ -42,49 +41,8 @@ BEST_META = "best_checkpoint.json"
 STATE_FORMAT = "edmem-training-state/1"
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the temp file over ``path`` (same directory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    return atomic_write(path, write)
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def remove_stale_temp_files(directory: str | Path) -> None:
-    """Delete ``.<name>.*.tmp`` leftovers of a killed writer (they are never read)."""
-    for tmp in Path(directory).glob(".*.tmp"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 # ---- RNG states ----------------------------------------------------------------------------
@@ -175,7 +133,20 @@ def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, sche
                          dist: DistInfo, counts: Any,
                          data_rng: np.random.RandomState | None = None) -> dict[str, Any]:
     """Load a saved state into model, optimizer, scheduler and this rank's RNGs; return the loop
-    position. Refused when the world size or the step counts differ from the saving run's."""
+    position. Refused when the world size or the step counts differ from the saving run's, and
+    (as a CheckpointError, never a traceback) when a part is missing or of the wrong kind."""
+    try:
+        return _restore(saved, model, optimizer, scheduler, dist, counts, data_rng)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{TRAINING_STATE}: the training state is damaged or not from this "
+                              f"edmem ({type(exc).__name__}: {exc}); start again with "
+                              "--overwrite_output True") from None
+
+
+def _restore(saved: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, dist: DistInfo,
+             counts: Any, data_rng: np.random.RandomState | None) -> dict[str, Any]:
     if saved["world_size"] != dist.world_size:
         raise CheckpointError(f"the training state was saved by {saved['world_size']} process(es); "
                               f"resume it with the same number (got {dist.world_size})")
@@ -183,6 +154,9 @@ def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, sche
         raise CheckpointError("the training state was saved with other step counts (batch size, "
                               "epochs, data or gradient accumulation changed); resume with the "
                               "original flags")
+    from edmem.modeling.checkpoints import check_finite
+
+    check_finite(saved["model"], "the training state")
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as exc:
@@ -211,7 +185,7 @@ def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int
                  lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
     atomic_write_text(out / "config.json", model.config.to_json_string())
     if rows.compact:
-        rows.save(out)
+        rows.save(out)  # atomic (edmem.runtime.atomic)
     atomic_torch_save(state, out / "pytorch_model.bin")
     atomic_write_text(out / BEST_META, json.dumps(
         {"epoch": epoch, "global_step": step, "score": score, "metric": metric,

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from edmem.errors import CheckpointError, DataError, EDMemError
+from edmem.data.jsonio import check_file
 from edmem.training import checkpointing as ck
 from edmem.training import distributed as dist_utils
+from edmem.training import run_record
 from edmem.training.distributed import DistInfo
 from edmem.training.logging_setup import close_logging, get_logger, setup_logging
 
@@ -59,11 +61,12 @@ def validate_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--id2entity_file must be a .json file, got {args.id2entity_file}")
     for name in ("id2entity_file", "id2entitytokens_file"):
         path = getattr(args, name)
-        if path is not None and not Path(path).is_file():
-            raise DataError("file not found", path, field=f"--{name}")
+        if path is not None:
+            check_file(path, field=f"--{name}")
     require_positive(args, ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
                             "eval_period", "num_train_epochs", "inference_nearest_k_entity",
                             "wait_step"))
+    require_positive(args, ("max_input_length",), minimum=2)
     task_dir = Path(args.data_dir) / args.task
     if not task_dir.is_dir():
         raise DataError(f"task directory not found (from --data_dir {args.data_dir} and "
@@ -72,11 +75,20 @@ def validate_args(args: argparse.Namespace) -> None:
         raise CheckpointError(f"--pretrain_ckpt {args.pretrain_ckpt}: directory not found")
 
 
-def require_positive(args: argparse.Namespace, names: tuple[str, ...]) -> None:
-    """Refuse a flag of ``names`` below 1."""
+def require_positive(args: argparse.Namespace, names: tuple[str, ...], minimum: int = 1) -> None:
+    """Refuse a flag of ``names`` below ``minimum``."""
     for name in names:
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+        if getattr(args, name) < minimum:
+            raise UsageError(f"--{name} must be at least {minimum} (got {getattr(args, name)})")
+
+
+def check_length_fits(flag: str, length: int, config: Any, model_name: str, extra: int = 0) -> None:
+    """Refuse a truncation length the model's learned positions cannot hold (``extra``: tokens
+    the decoder side adds to it), before any data is read."""
+    limit = config.max_position_embeddings - extra
+    if length > limit:
+        raise UsageError(f"--{flag} {length} is too long for the model of --model_name {model_name}: "
+                         f"it has {config.max_position_embeddings} positions, so at most {limit}")
 
 
 def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
@@ -105,10 +117,15 @@ def start_run(args: argparse.Namespace, dist: DistInfo, log_name: str) -> Path:
     from edmem.training.loop import seed_everything
 
     out = prepare_output_dir(args, dist)
+    changes = []
+    if args.do_train and args.resume and (out / ck.TRAINING_STATE).is_file():
+        changes = run_record.check_resume(out, args)  # every rank: read-only, before any append
     setup_logging(out / log_name, dist.is_main, args.log_level, args.log_level_replica)
     logger.info(str(args))
+    for change in changes:
+        logger.warning("--resume_force: resuming with a changed flag %s", change)
     if dist.is_main and args.do_train:
-        ck.atomic_write_text(out / "args", f"{args}\n")
+        run_record.append_start(out, args)  # one line per start, earlier starts kept
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     seed_everything(args.seed)
@@ -184,7 +201,7 @@ def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
     for split in sorted(need, key=["train", "dev", "test"].index):
         kwargs: dict[str, Any] = {}
         if split == "train":
-            kwargs["is_entity"] = rows.__contains__
+            kwargs["is_entity"] = rows.is_target
         examples, _ = load_el_split(args.data_dir, args.task, args.datafile_prefix, split, **kwargs)
         if not examples:
             raise DataError(f"no usable {split} examples", f"{args.data_dir}/{args.task}")
@@ -261,8 +278,11 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
     if rows.compact:
         logger.info("Compact entity memory: %d rows (10 reserved + %d entities of %s)",
                     rows.num_rows, rows.num_rows - 10, args.id2entity_file)
+    warn_reserved_ids(names, rows, args.id2entity_file)
     tokenizer = load_tokenizer(args.model_name)
     config = build_config(args, tokenizer, rows.num_rows)
+    # the decoder sequence is the question plus one token (edmem.data.examples.decoder_side)
+    check_length_fits("max_input_length", args.max_input_length, config, args.model_name, extra=1)
     splits = load_splits(args, rows)
     options = ELEncodingOptions.from_args(args)
     collate = ELCollator(pad_token_id=config.pad_token_id,
@@ -278,9 +298,35 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
         status = _train(args, dist, out, model, rows, names, splits, tokenizer, options, collate,
                         eval_dataset)
         dist_utils.barrier()
+    if args.do_predict and status == EXIT_NAN and not _has_checkpoint(out):
+        logger.error("Training stopped on a NaN/inf loss before the first checkpoint was saved: no "
+                     "predictions written (try a lower --learning_rate)")
+        return status
     if args.do_predict:
         _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset)
     return status
+
+
+def _has_checkpoint(out: Path) -> bool:
+    from edmem.modeling.checkpoints import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
+    return (out / WEIGHTS_NAME).is_file() or (out / SAFE_WEIGHTS_NAME).is_file()
+
+
+def warn_reserved_ids(names: Any, rows: Any, path: str) -> int:
+    """Vocabulary ids 0-9 get no row of their own in a compact memory (rows 0-9 are reserved):
+    count them and log a warning naming a few, instead of dropping them silently."""
+    from itertools import takewhile
+
+    from edmem.data.entity_rows import NUM_RESERVED
+
+    if not rows.compact:
+        return 0
+    reserved = list(takewhile(lambda i: i < NUM_RESERVED, names.ids()))  # ids are sorted
+    if reserved:
+        logger.warning("%s: %d entity id(s) below %d (%s) are reserved rows of the compact memory; "
+                       "they cannot be predicted or trained on", path, len(reserved), NUM_RESERVED,
+                       ", ".join(map(str, reserved)))
+    return len(reserved)
 
 
 def _lenient_id_to_row(rows: Any) -> Callable[[int], int]:
@@ -404,6 +450,8 @@ def main_with_errors(argv: list[str] | None, mode: str, prog: str) -> int:
         return run(args)
     except (EDMemError, OSError) as exc:
         return report_error(prog, exc)
+    except UnicodeDecodeError as exc:  # a reader outside edmem.data.jsonio (which names the file)
+        return report_error(prog, exc)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -415,6 +463,13 @@ def report_error(prog: str, exc: BaseException) -> int:
     import os
 
     where = f"[rank {os.environ.get('RANK', '0')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, EDMemError):
+        message = str(exc)
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        message = f"{exc.filename}: {exc.strerror or exc}"
+    elif isinstance(exc, UnicodeDecodeError):
+        message = f"an input file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    else:
+        message = f"{type(exc).__name__}: {exc}"
     print(f"{prog}: error: {where}{message}", file=sys.stderr)
     return EXIT_ERROR

@@ -1,0 +1,1 @@
+"""The lowest floor: process-level services (atomic file writes, ...). Imports nothing above it."""
