@@ -83,6 +83,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
+    check_finite(state, path)
     return dict(state)
 
 
@@ -129,7 +130,8 @@ def load_original_state_dict(model: EDMemModel, path_or_state: str | os.PathLike
     keys are loaded and the report lists the rest.
     """
     raw = read_state_dict(path_or_state) if not isinstance(path_or_state, Mapping) else dict(path_or_state)
-    check_finite(raw, None if isinstance(path_or_state, Mapping) else path_or_state)
+    if isinstance(path_or_state, Mapping):
+        check_finite(raw)  # files were checked by read_state_dict (which names the file)
     report = LoadReport()
     state = _canonicalise(raw, report)
     lm_weight = state.pop("LMLoss.weight", None)

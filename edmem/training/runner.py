@@ -216,7 +216,8 @@ def load_weights(model: Any, directory: str | Path, what: str) -> None:
     try:
         report = load_original_state_dict(model, directory, strict=True)
     except CheckpointError as exc:
-        raise CheckpointError(f"{what} {directory}: {exc} (do the model flags match the checkpoint?)") from None
+        hint = " (do the model flags match the checkpoint?)" if "does not fit" in str(exc) else ""
+        raise CheckpointError(f"{what} {directory}: {exc}{hint}") from None
     if report.filled:
         logger.info("Filled from the config: %s", ", ".join(report.filled))
     logger.info("Loaded checkpoint from %s", directory)
@@ -401,7 +402,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
         return 0
     logger.info("Best EM on validation data: %.2f", result.best * 100)
     if result.stopped_by == "nan":
-        logger.error("Training stopped on a NaN/inf loss; predicting with the best checkpoint so far")
+        logger.error("Training stopped on a NaN/inf loss%s", "; predicting with the best checkpoint "
+                     "so far" if args.do_predict and _has_checkpoint(out) else "")
         return EXIT_NAN
     return 0
 
