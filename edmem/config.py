@@ -249,7 +249,10 @@ def _bart_dict(bart_config: PretrainedConfig | Mapping[str, Any] | str | Path) -
         path = path / "config.json"
     if path.is_file():
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        return data
     return AutoConfig.from_pretrained(str(bart_config)).to_dict()
 
 

@@ -109,9 +109,13 @@ class EntityRows:
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != FORMAT:
-                raise ValueError(f"unknown format {data.get('format')!r}")
-            ids = [int(i) for i in data["ids"]]
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError(f"unknown format {data.get('format') if isinstance(data, dict) else data!r:.60}")
+            ids = data["ids"]
+            if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+                raise ValueError("'ids' must be a list of integers")
+            if any(a >= b for a, b in zip(ids, ids[1:])) or (ids and ids[0] < NUM_RESERVED):
+                raise ValueError(f"'ids' must be increasing and at least {NUM_RESERVED}")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # UnicodeDecodeError too
             raise CheckpointError(f"{path}: not a valid entity-row mapping ({exc})") from None
         return cls(np.array(list(range(NUM_RESERVED)) + ids, dtype=np.int64), compact=True)

@@ -37,7 +37,8 @@ from edmem.training import distributed as dist_utils
 from edmem.training.distributed import DistInfo
 from edmem.training.loop import Evaluation, LoopState, TrainJob, train
 from edmem.training.optim import build_optimizer
-from edmem.training.runner import (UsageError, build_config, load_entity_rows, load_tokenizer, load_weights,
+from edmem.training.runner import build_model as build_checked_model
+from edmem.training.runner import (UsageError, begin_training, build_config, check_length_fits, load_entity_rows, load_tokenizer, load_weights,
                                    open_tensorboard, require_positive, run_in_process_group, start_run,
                                    wrap_ddp)
 from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
@@ -66,7 +67,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.selection_metric not in SELECTION_METRICS:
         raise UsageError(f"--selection_metric {args.selection_metric!r}: expected one of {SELECTION_METRICS}")
     require_positive(args, ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
-                            "eval_period", "max_seq_length"))
+                            "eval_period"))
+    require_positive(args, ("max_seq_length",), minimum=2)  # BOS + EOS
     if args.max_steps <= 0 and args.num_train_epochs < 1:
         raise UsageError("give --max_steps > 0 or --num_train_epochs >= 1")
     if args.compact_entity_memory and not args.id2entity_file:
@@ -85,8 +87,8 @@ def entity_rows_for(args: argparse.Namespace, out: Path) -> EntityRows:
 def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMemModel:
     """A randomly initialised model in LM+EL mode (the original pretrained from scratch, Q32), asking
     each memory read for enough candidates for recall@100 (capped by the memory size)."""
-    return EDMemModel(build_config(args, tokenizer, num_rows, generate_target="pretraining",
-                                   min_top_k=max(RECALL_KS)))
+    return build_checked_model(build_config(args, tokenizer, num_rows, generate_target="pretraining",
+                                            min_top_k=max(RECALL_KS)), args.model_name)
 
 
 def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> Evaluation:
@@ -133,6 +135,10 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     tokenizer = load_tokenizer(args.model_name)
     special = SpecialTokenIds.from_tokenizer(tokenizer)
     rows = entity_rows_for(args, out)
+    # the decoder reads the shifted passage: same length (before the corpus is tokenised)
+    check_length_fits("max_seq_length", args.max_seq_length,
+                      build_config(args, tokenizer, rows.num_rows, generate_target="pretraining"),
+                      args.model_name)
     masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
                             args.loss_on_mask_tokens)
     train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
@@ -161,7 +167,8 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"step": 0, "metrics": None}
     if saved is not None:
-        state = LoopState(**ck.restore_resume_state(saved, model, optimizer, scheduler, dist, counts))
+        state = LoopState(**ck.restore_resume_state(saved, model, optimizer, scheduler, dist, counts,
+                                                    source=out / ck.TRAINING_STATE))
         history, best = json.loads(saved["history"]), json.loads(saved["best"])
         logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / ck.TRAINING_STATE,
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
@@ -189,6 +196,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
 
     logger.info("Starting pretraining: %d optimizer steps (%d warm-up), %d micro-batches per epoch",
                 counts.total_global_steps, counts.warmup_steps, counts.steps_per_epoch)
+    begin_training(out, args, dist)
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         outcome = train(TrainJob(
             model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, train_data=train_data,

@@ -131,17 +131,19 @@ def save_resume_state(output_dir: str | Path, model: Any, optimizer: Any, schedu
 
 def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, scheduler: Any,
                          dist: DistInfo, counts: Any,
-                         data_rng: np.random.RandomState | None = None) -> dict[str, Any]:
+                         data_rng: np.random.RandomState | None = None,
+                         source: str | Path = TRAINING_STATE) -> dict[str, Any]:
     """Load a saved state into model, optimizer, scheduler and this rank's RNGs; return the loop
     position. Refused when the world size or the step counts differ from the saving run's, and
-    (as a CheckpointError, never a traceback) when a part is missing or of the wrong kind."""
+    (as a CheckpointError naming ``source``, never a traceback) when a part is missing or of the
+    wrong kind."""
     try:
         return _restore(saved, model, optimizer, scheduler, dist, counts, data_rng)
-    except CheckpointError:
-        raise
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
-        raise CheckpointError(f"{TRAINING_STATE}: the training state is damaged or not from this "
-                              f"edmem ({type(exc).__name__}: {exc}); start again with "
+        raise CheckpointError(f"{source}: the training state is damaged or not from this edmem "
+                              f"({type(exc).__name__}: {exc}); start again with "
                               "--overwrite_output True") from None
 
 

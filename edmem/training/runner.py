@@ -103,17 +103,27 @@ def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         ck.remove_stale_temp_files(out)
-        if args.do_train and args.overwrite_output and not args.resume:
-            # A fresh run must not leave an older run's resume state behind.
-            for name in (ck.TRAINING_STATE, ck.BEST_META):
-                (out / name).unlink(missing_ok=True)
     dist_utils.barrier()
     return out
 
 
+def begin_training(out: Path, args: argparse.Namespace, dist: DistInfo) -> None:
+    """Called once every input has been read and checked, right before the loop: record this
+    start in ``args`` (appended) and, for a fresh ``--overwrite_output`` run, discard the older
+    run's resume state (so it cannot be resumed by mistake). A run that fails on bad input
+    before this point leaves the output directory as it was (docs/reliability.md)."""
+    if dist.is_main:
+        run_record.append_start(out, args)  # one line per start, earlier starts kept
+        if args.overwrite_output and not args.resume:
+            for name in (ck.TRAINING_STATE, ck.BEST_META):
+                (out / name).unlink(missing_ok=True)
+    dist_utils.barrier()
+
+
 def start_run(args: argparse.Namespace, dist: DistInfo, log_name: str) -> Path:
     """The output directory (:func:`prepare_output_dir`) with ``log_name`` opened and the flags
-    logged (and, when training, written to ``args``); torch threads set; every RNG seeded."""
+    logged; a ``--resume`` checked against the recorded settings; torch threads set; every RNG
+    seeded. The start is recorded in ``args`` later, by :func:`begin_training`."""
     from edmem.training.loop import seed_everything
 
     out = prepare_output_dir(args, dist)
@@ -124,8 +134,6 @@ def start_run(args: argparse.Namespace, dist: DistInfo, log_name: str) -> Path:
     logger.info(str(args))
     for change in changes:
         logger.warning("--resume_force: resuming with a changed flag %s", change)
-    if dist.is_main and args.do_train:
-        run_record.append_start(out, args)  # one line per start, earlier starts kept
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     seed_everything(args.seed)
@@ -164,8 +172,10 @@ def build_config(args: argparse.Namespace, tokenizer: Any, num_rows: int,
         config = EDMemConfig.from_bart_config(
             args.model_name, args, entity_vocab_size=num_rows, generate_target=generate_target,
             entity_start_token_id=start, entity_end_token_id=end, inference_nearest_k_entity=top_k)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"--model_name {args.model_name}: cannot build the model config ({exc})") from None
+    except (ValueError, OSError, TypeError, KeyError, AttributeError) as exc:
+        # config.json of --model_name is an untrusted input (docs/reliability.md)
+        raise UsageError(f"--model_name {args.model_name}: cannot build the model config "
+                         f"({type(exc).__name__}: {exc})") from None
     if config.vocab_size != len(tokenizer):
         raise UsageError(f"--model_name {args.model_name}: the config's vocabulary "
                          f"({config.vocab_size - 2} + 2 markers) differs from the tokenizer's "
@@ -177,9 +187,22 @@ def load_tokenizer(model_name: str) -> Any:
     from edmem.data.tokenization import load_tokenizer as _load
     try:
         return _load(model_name)
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a third-party loader on untrusted files (docs/reliability.md)
         raise UsageError(f"--model_name {model_name}: cannot load a BART tokenizer (a hub name, "
-                         f"or a directory with vocab.json + merges.txt): {exc}") from None
+                         f"or a directory with vocab.json + merges.txt): {type(exc).__name__}: "
+                         f"{exc}") from None
+
+
+def build_model(config: Any, model_name: str) -> Any:
+    """``EDMemModel(config)``, with a config.json whose sizes cannot make a model (negative,
+    inconsistent or too large to allocate) reported as one line naming ``--model_name``."""
+    from edmem.modeling.model import EDMemModel
+
+    try:
+        return EDMemModel(config)
+    except (ValueError, TypeError, RuntimeError, MemoryError, OverflowError) as exc:
+        raise UsageError(f"--model_name {model_name}: cannot build a model from its config.json "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
@@ -265,7 +288,6 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
     from edmem.data.dataset import ELDataset
     from edmem.data.entity_vocab import load_id2entity
     from edmem.data.examples import ELEncodingOptions
-    from edmem.modeling.model import EDMemModel
 
     out = start_run(args, dist, "log.txt" if args.do_train else f"{args.prefix}log.txt")
     logger.info(str(out))
@@ -293,7 +315,7 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
     def eval_dataset(examples: list) -> ELDataset:
         return ELDataset(examples, tokenizer, options, is_training=False, id_to_row=lenient)
 
-    model = EDMemModel(config)
+    model = build_model(config, args.model_name)
     status = 0
     if args.do_train:
         status = _train(args, dist, out, model, rows, names, splits, tokenizer, options, collate,
@@ -371,7 +393,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
     state = LoopState()
     if resume_state is not None:
         state = LoopState(**ck.restore_resume_state(resume_state, model, optimizer, scheduler, dist,
-                                                    counts, data_rng))
+                                                    counts, data_rng, source=out / ck.TRAINING_STATE))
         logger.info("Resumed from %s: epoch %d, batch %d, global step %d, best EM %.2f%%, wait %d",
                     out / ck.TRAINING_STATE, state.epoch + 1, state.batch_in_epoch,
                     state.global_step, state.best * 100, state.wait)
@@ -388,6 +410,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
         ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts, data_rng,
                              entity_rows="compact" if rows.compact else "full")
 
+    begin_training(out, args, dist)
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         result = train(TrainJob(
             model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler,
