@@ -445,13 +445,16 @@ def _evaluate(ws: Workspace, data: bytes, role: str) -> str:
     return check_contract(outcome, fuzzed, out, before, results=("metrics.json",))
 
 
-def _predict_case(ws: Workspace) -> tuple[Path, dict[str, str], Path]:
-    """A copy of the trained output directory holding an older predictions.json, and a copy of
-    the data directory (so each case can damage its own files)."""
+def _predict_case(ws: Workspace, copy_inputs: bool = True) -> tuple[Path, dict[str, str], Path]:
+    """A copy of the trained output directory holding an older predictions.json, and (with
+    ``copy_inputs``) copies of the data and model directories, so each case can damage its own
+    files. Without it the flags equal the training run's, as ``--resume`` requires."""
     case = ws.case_dir()
     out = case / "out"
     shutil.copytree(ws.trained, out)
     (out / "predictions.json").write_text('{"previous": ["run", [1]]}')
+    if not copy_inputs:
+        return out, dict(ws.tiny), case
     data = case / "data"
     shutil.copytree(ws.tiny["data_dir"], data)
     model = case / "model"
@@ -483,7 +486,7 @@ def _train(ws: Workspace, data: bytes, where: Callable[[Path, dict[str, str]], P
     """``edmem train`` (one short epoch) into a copy of the trained directory, one file damaged."""
     from edmem.training.cli import main
 
-    out, paths, case = _predict_case(ws)
+    out, paths, case = _predict_case(ws, copy_inputs="--resume" not in extra)
     (out / "predictions.json").unlink()
     fuzzed = where(out, paths)
     fuzzed.write_bytes(data)

@@ -159,6 +159,9 @@ def _restore(saved: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, 
     from edmem.modeling.checkpoints import check_finite
 
     check_finite(saved["model"], "the training state")
+    check_finite({f"optimizer state {index}.{name}": value
+                  for index, slots in saved["optimizer"]["state"].items()
+                  for name, value in slots.items()}, "the training state")
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as exc:
