@@ -38,9 +38,9 @@ from edmem.training.distributed import DistInfo
 from edmem.training.loop import Evaluation, LoopState, TrainJob, train
 from edmem.training.optim import build_optimizer
 from edmem.training.runner import build_model as build_checked_model
-from edmem.training.runner import (UsageError, begin_training, build_config, check_length_fits, load_entity_rows, load_tokenizer, load_weights,
-                                   open_tensorboard, require_positive, run_in_process_group, start_run,
-                                   wrap_ddp)
+from edmem.training.runner import (UsageError, begin_training, build_config, check_length_fits,
+                                   load_entity_rows, load_tokenizer, load_weights, open_tensorboard,
+                                   require_positive, run_in_process_group, start_run, wrap_ddp)
 from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
 
 logger = logging.getLogger("__main__")
@@ -169,7 +169,13 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     if saved is not None:
         state = LoopState(**ck.restore_resume_state(saved, model, optimizer, scheduler, dist, counts,
                                                     source=out / ck.TRAINING_STATE))
-        history, best = json.loads(saved["history"]), json.loads(saved["best"])
+        try:
+            history, best = json.loads(saved["history"]), json.loads(saved["best"])
+            if not (isinstance(history, list) and isinstance(best, dict) and {"step", "metrics"} <= best.keys()):
+                raise ValueError("unexpected layout")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{out / ck.TRAINING_STATE}: the pretraining history is damaged "
+                                  f"({type(exc).__name__}: {exc})") from None
         logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / ck.TRAINING_STATE,
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
     collate = PretrainCollator(special.pad)
