@@ -408,6 +408,7 @@ class Target:
     run: Callable[[Workspace, bytes], str]
     cost: str = "cheap"       # cheap (ms), model (a prediction run), train (a short training run)
     tally: dict[str, int] = field(default_factory=dict)
+    distinct: set[str] = field(default_factory=set)  # sha256 of every input tried
 
     def strategy(self, ws: Workspace) -> st.SearchStrategy[bytes]:
         return FORMATS[self.fmt](self.seed(ws))
@@ -416,6 +417,7 @@ class Target:
         """Run one case; count which branch of the contract it took ("ok" / "error"), or
         "violation" before re-raising a :class:`ContractViolation`."""
         result = "violation"  # unless run() returns
+        self.distinct.add(hashlib.sha256(data).hexdigest())
         try:
             result = self.run(ws, data)
             return result

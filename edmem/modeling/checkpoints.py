@@ -27,6 +27,7 @@ from edmem.modeling.model import TIED_GROUPS, EDMemModel
 WEIGHTS_NAME = "pytorch_model.bin"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 OPTIONAL_KEYS = ("LMLoss.weight",)
+MAX_KEYS_SHOWN = 12  # per kind in error messages (a wrong config mismatches every layer)
 
 
 @dataclass
@@ -47,7 +48,9 @@ class LoadReport:
         for name in ("missing", "unexpected", "mismatched"):
             values = getattr(self, name)
             if values:
-                parts.append(f"{len(values)} {name} key(s): {', '.join(values)}")
+                shown = values[:MAX_KEYS_SHOWN]
+                more = f" and {len(values) - len(shown)} more" if len(values) > len(shown) else ""
+                parts.append(f"{len(values)} {name} key(s): {', '.join(shown)}{more}")
         return "; ".join(parts) or "all keys matched"
 
 

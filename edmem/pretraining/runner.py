@@ -156,7 +156,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     model = build_model(args, tokenizer, rows.num_rows)
     saved = ck.load_resume_state(out, args.resume)
     if saved is None and args.pretrain_ckpt:
-        load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
+        load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt", args.model_name)
     model.to(dist.device)
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
     counts, num_epochs = step_counts(args, len(train_data), dist.world_size)

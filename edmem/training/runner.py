@@ -234,12 +234,15 @@ def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
     return splits
 
 
-def load_weights(model: Any, directory: str | Path, what: str) -> None:
+def load_weights(model: Any, directory: str | Path, what: str, model_name: str | None = None) -> None:
+    """Load ``directory``'s checkpoint into ``model``; a mismatch names the checkpoint and (when
+    given) ``--model_name``, whose config.json shapes the model too."""
     from edmem.modeling.checkpoints import load_original_state_dict
     try:
         report = load_original_state_dict(model, directory, strict=True)
     except CheckpointError as exc:
-        hint = " (do the model flags match the checkpoint?)" if "does not fit" in str(exc) else ""
+        source = f"the model flags and the config.json of --model_name {model_name}" if model_name else "the model flags"
+        hint = f" (do {source} match the checkpoint?)" if "does not fit" in str(exc) else ""
         raise CheckpointError(f"{what} {directory}: {exc}{hint}") from None
     if report.filled:
         logger.info("Filled from the config: %s", ", ".join(report.filled))
@@ -370,7 +373,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
         if args.pretrain_ckpt is None:
             logger.warning("No --pretrain_ckpt: training from scratch (random initialisation)")
         else:
-            load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
+            load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt", args.model_name)
     if args.freeze_entity_memory:
         model.EntityEmbedding.weight.requires_grad_(False)
         logger.info("Entity memory frozen (--freeze_entity_memory): the optimizer skips the table")
@@ -447,7 +450,7 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset)
     from edmem.inference.writer import prediction_paths, write_predictions, write_scores
 
     model.to(dist.device)
-    load_weights(model, out, "--output_dir")
+    load_weights(model, out, "--output_dir", args.model_name)
     split = "dev" if args.predict_on_dev else "test"
     examples = splits[split]
     predictions = predict_entities(model, eval_dataset(examples), collate,
