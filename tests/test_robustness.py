@@ -406,3 +406,24 @@ def test_write_error_on_an_unwritable_directory_names_it(tmp_path):
         atomic_write_text(target, "x", make_parents=False)
     assert str(target) in str(info.value)
 
+
+
+# ---- found by benchmarks/fuzz.py --------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["", "\n   \n"])
+def test_fuzz_an_empty_passage_corpus_is_one_clear_error(tiny, tmp_path, capsys, text):
+    from edmem.pretraining.cli import main as pretrain_main
+
+    corpus = Path(__file__).resolve().parent / "fixtures" / "pretraining"
+    train = tmp_path / "train.jsonl"
+    train.write_text(text)
+    out = tmp_path / "out"
+    status = pretrain_main(["--train_file", str(train), "--model_name", tiny["model_name"],
+                            "--id2entity_file", str(corpus / "entid2entityitemid.json"),
+                            "--compact_entity_memory", "--num_lower_layers", "1",
+                            "--num_upper_layers", "1", "--entity_embed_size", "16",
+                            "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"),
+                            "--max_seq_length", "48", "--max_steps", "2", "--tensorboard", "False"])
+    assert status == 1
+    line = error_line(capsys, "edmem pretrain")
+    assert str(train) in line and "no usable passages" in line
+    assert not (out / "pytorch_model.bin").exists() and not (out / "args").exists()

@@ -23,7 +23,7 @@ from torch.utils.data import Subset
 from edmem.data.entity_rows import EntityRows
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
-from edmem.errors import CheckpointError
+from edmem.errors import CheckpointError, DataError
 from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
@@ -143,11 +143,15 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
                             args.loss_on_mask_tokens)
     train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
                                  row_map(rows), seed=args.seed)
+    if len(train_data) == 0:  # every line blank or skipped: nothing to train on (the log has why)
+        raise DataError("no usable passages (every line is blank or was skipped)", args.train_file)
     dev_data: Any = None
     if args.dev_file:
         # A different seed from training and a fixed epoch: every evaluation sees the same masks.
         dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, masking,
                                    row_map(rows), seed=args.seed + 1)
+        if len(dev_data) == 0:
+            raise DataError("no usable passages (every line is blank or was skipped)", args.dev_file)
         if args.max_dev_passages > 0:
             dev_data = Subset(dev_data, range(min(args.max_dev_passages, len(dev_data))))
     logger.info("Train passages: %d, dev passages: %d, memory rows: %d%s", len(train_data),
