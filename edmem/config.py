@@ -275,7 +275,7 @@ def check_bart_fields(bart: Mapping[str, Any]) -> None:
     if "scale_embedding" in bart and not isinstance(bart["scale_embedding"], bool):
         raise ValueError(f"config field 'scale_embedding' must be true or false, got {bart['scale_embedding']!r:.40}")
     for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
-        if bart.get(name) is not None and not (is_int(bart[name]) and 0 <= bart[name] < bart["vocab_size"]):
+        if name in bart and not (is_int(bart[name]) and 0 <= bart[name] < bart["vocab_size"]):
             raise ValueError(f"config field '{name}' must be a token id below vocab_size, got {bart[name]!r:.40}")
 
 

@@ -427,3 +427,34 @@ def test_fuzz_an_empty_passage_corpus_is_one_clear_error(tiny, tmp_path, capsys,
     line = error_line(capsys, "edmem pretrain")
     assert str(train) in line and "no usable passages" in line
     assert not (out / "pytorch_model.bin").exists() and not (out / "args").exists()
+
+
+def test_fuzz_a_damaged_loop_position_is_refused():
+    from edmem.training.checkpointing import _checked_loop
+
+    good = {"epoch": 0, "batch_in_epoch": 2, "local_step": 4, "global_step": 4, "best": 0.5,
+            "wait": 0, "finished": False}
+    assert _checked_loop(dict(good)) == good
+    for bad in ({**good, "epoch": "0"}, {**good, "wait": -1}, {k: v for k, v in good.items() if k != "best"}):
+        with pytest.raises(ValueError):
+            _checked_loop(bad)
+
+
+@pytest.mark.parametrize("field, value", [("pad_token_id", None), ("dropout", -1.0), ("d_model", "32"),
+                                          ("activation_function", "nope"), ("decoder_start_token_id", 10 ** 6)])
+def test_fuzz_config_fields_that_cannot_make_a_model_are_refused(field, value):
+    from edmem.config import check_bart_fields
+
+    config = {"vocab_size": 300, "d_model": 32, "encoder_attention_heads": 2, "dropout": 0.1,
+              "activation_function": "gelu", "pad_token_id": 1, "decoder_start_token_id": 2}
+    check_bart_fields(config)
+    with pytest.raises(ValueError, match=field):
+        check_bart_fields({**config, field: value})
+
+
+def test_fuzz_an_id_mismatch_names_the_gold_file_too(tmp_path, capsys):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text((EVAL / "gold.jsonl").read_text() + '{"id": "extra", "answer": ["x"]}\n')
+    assert evaluate_main(["all", "-pred", str(EVAL / "el_predictions.json"), "-gold", str(gold)]) == 1
+    line = error_line(capsys)
+    assert str(gold) in line and str(EVAL / "el_predictions.json") in line

@@ -172,7 +172,8 @@ def check_same_ids(predictions: Mapping[str, Any], gold: GoldSet, pred_path: str
             parts.append(f"{len(missing)} gold question(s) without a prediction ({_some(missing)})")
         if extra:
             parts.append(f"{len(extra)} prediction(s) for ids not in {gold.path} ({_some(extra)})")
-        raise DataError("prediction ids do not match the gold file: " + "; ".join(parts), pred_path)
+        raise DataError(f"prediction ids do not match the gold file {gold.path}: " + "; ".join(parts),
+                        pred_path)
 
 
 def load_answer_links(path: str | Path, question_ids: Iterable[str]) -> dict[str, bool]:

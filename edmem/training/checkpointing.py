@@ -170,7 +170,24 @@ def _restore(saved: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, 
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     restore_rng_state(saved["rng"][dist.rank], data_rng)
-    return saved["loop"]
+    return _checked_loop(saved["loop"])
+
+
+# the loop position's fields and their types (edmem.training.loop.LoopState)
+_LOOP_FIELDS = {"epoch": int, "batch_in_epoch": int, "local_step": int, "global_step": int,
+                "best": (int, float), "wait": int, "finished": bool}
+
+
+def _checked_loop(loop: Any) -> dict[str, Any]:
+    """The saved loop position, refused (ValueError) unless every field has its type and counters
+    are not negative (a damaged state would otherwise fail inside the training loop)."""
+    if not isinstance(loop, dict) or set(loop) != set(_LOOP_FIELDS):
+        raise ValueError(f"the loop position must hold {sorted(_LOOP_FIELDS)}")
+    for name, kind in _LOOP_FIELDS.items():
+        value = loop[name]
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
+            raise ValueError(f"loop field {name!r} is {value!r:.40}")
+    return loop
 
 
 # ---- best checkpoint -----------------------------------------------------------------------
