@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edmem.runtime.atomic import WriteError
+
 
 class EDMemError(Exception):
     """Base class: any error the command line reports as a clear message (no traceback)."""
@@ -30,3 +32,7 @@ class DataError(EDMemError, ValueError):
 
 class CheckpointError(EDMemError):
     """A checkpoint that does not fit the model (missing/unexpected keys, shape mismatch)."""
+
+
+# What the command lines report as one ``prog: error: ...`` line (docs/reliability.md).
+USER_ERRORS: tuple[type[Exception], ...] = (EDMemError, WriteError)

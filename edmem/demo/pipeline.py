@@ -100,6 +100,7 @@ class DemoSettings:
     # One thread: this tiny model's matrices are too small to gain from a second one, and several
     # threads thrash on a shared machine (measured 10x slower per step under load; docs/demo.md).
     num_threads: int = 1
+    device: str = "auto"   # --device of every stage (edmem.runtime.devices)
     skip_no_pretrain_baseline: bool = False
     verbose: bool = False
     # Soft time budget per stage, seconds (a stage over budget is flagged in the table).
@@ -269,7 +270,7 @@ def _model_flags(s: DemoSettings) -> list[str]:
     return ["--num_lower_layers", str(s.num_lower_layers), "--num_upper_layers", str(s.num_upper_layers),
             "--entity_embed_size", str(s.entity_embed_size), "--lower_decoder_attn", s.lower_decoder_attn,
             "--compact_entity_memory", "True", "--dropout", str(s.dropout),
-            "--num_threads", str(s.num_threads), "--seed", str(s.seed)]
+            "--num_threads", str(s.num_threads), "--device", s.device, "--seed", str(s.seed)]
 
 
 def pretrain_argv(s: DemoSettings, corpus: dict[str, Path], model_dir: Path, out: Path,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from edmem.errors import DataError, EDMemError
+from edmem.errors import USER_ERRORS, DataError
 from edmem.evaluation.metrics import DEFAULT_KS
 
 
@@ -72,7 +72,7 @@ def _run(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         document = body(args)
         if args.json_out:
             _write_json(args.json_out, document)
-    except EDMemError as exc:
+    except USER_ERRORS as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except UnicodeDecodeError as exc:

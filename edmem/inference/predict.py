@@ -19,6 +19,7 @@ from torch import nn
 from edmem.data.entity_rows import EntityRows
 from edmem.evaluation.normalize import exact_match
 from edmem.inference.writer import NameTable, entity_name
+from edmem.runtime import precision as amp
 from edmem.training.distributed import DistInfo, gather_objects
 
 logger = logging.getLogger("__main__")
@@ -75,8 +76,9 @@ def rank_batches(num_items: int, batch_size: int, dist: DistInfo, progress: bool
 @torch.no_grad()
 def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], dict],
                      batch_size: int, dist: DistInfo, rows: EntityRows,
-                     progress: bool = False) -> Predictions:
-    """Predict every example of ``dataset`` (an eval-mode ``ELDataset``) across all ranks."""
+                     progress: bool = False, precision: str = "fp32") -> Predictions:
+    """Predict every example of ``dataset`` (an eval-mode ``ELDataset``) across all ranks;
+    ``precision`` "bf16"/"fp16" runs the forward under autocast (docs/training.md)."""
     net = unwrap_model(model)
     was_training = net.training
     net.eval()
@@ -87,7 +89,8 @@ def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], d
     for indices in rank_batches(len(dataset), batch_size, dist, progress, lengths=lengths):
         batch = collate([items[i] for i in indices])
         inputs = {k: batch[k].to(dist.device) for k in INFERENCE_INPUTS}
-        out = net(**inputs, return_dict=True)
+        with amp.autocast(dist.device, precision):
+            out = net(**inputs, return_dict=True)
         top_rows = out.topk_entity[2].cpu()
         top_scores = _final_scores(out, top_rows)
         top_ids = rows.rows_to_ids(top_rows.numpy())

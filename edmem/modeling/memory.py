@@ -38,6 +38,20 @@ class EntityTable(nn.Module):
     def num_entities(self) -> int:
         return self.weight.shape[1]
 
+    def compute_copy(self, dtype: torch.dtype) -> torch.Tensor:
+        """A detached ``dtype`` copy of the table for mixed-precision reads, made again only when
+        the weight changed (its version counter moves at every in-place optimizer update), so a
+        bf16 run casts the table once per optimizer step, not at every read (docs/training.md,
+        "Mixed precision"). Gradients never flow through it: the reads add theirs to the fp32
+        weight through :class:`TableGrad`."""
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.device, dtype)
+        cached = getattr(self, "_compute_copy", None)
+        if cached is None or cached[0] != key:
+            cached = (key, w.detach().to(dtype))
+            self._compute_copy = cached
+        return cached[1]
+
     def extra_repr(self) -> str:
         return f"entities={self.weight.shape[1]}, dim={self.weight.shape[0]}"
 
@@ -146,11 +160,21 @@ class _TrainRead(torch.autograd.Function):
     one M×N buffer from the score product to the saved probabilities (no second M×N in forward),
     the score gradient computed in place in the M×N ``d probs`` buffer, and the table gradient
     added into ``acc`` (no table-sized temporaries).
+
+    ``compute``: a low-precision copy of ``table`` (mixed precision): the three products with the
+    table use it, while scores, softmax, NLL and the table gradient stay fp32. None = all fp32
+    (every cast below is then a no-op and the arithmetic is the fp32 path's, bit for bit).
     """
 
     @staticmethod
-    def forward(ctx, query, table, gold, entity_mask, with_output, acc, trace):  # type: ignore[override]
-        scores = query @ table
+    def forward(ctx, query, table, gold, entity_mask, with_output, acc, trace, compute=None):  # type: ignore[override]
+        mat = table if compute is None else compute
+        with torch.autocast(query.device.type, enabled=False):
+            return _TrainRead._forward(ctx, query, mat, gold, entity_mask, with_output, acc, trace)
+
+    @staticmethod
+    def _forward(ctx, query, mat, gold, entity_mask, with_output, acc, trace):
+        scores = (query.to(mat.dtype) @ mat).float()
         masked = None
         if entity_mask is not None:
             masked = entity_mask.to(device=scores.device).bool()
@@ -163,8 +187,8 @@ class _TrainRead(torch.autograd.Function):
         total = probs.sum(dim=1, keepdim=True)
         nll = total.squeeze(1).log() - gold_shifted
         probs.div_(total)
-        retrieved = probs @ table.t() if with_output else None
-        ctx.save_for_backward(query, table, probs, gold, masked)
+        retrieved = (probs.to(mat.dtype) @ mat.t()).to(query.dtype) if with_output else None
+        ctx.save_for_backward(query, mat, probs, gold, masked)
         ctx.acc = acc
         ctx.set_materialize_grads(False)
         return retrieved, nll
@@ -172,11 +196,16 @@ class _TrainRead(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_ret, g_nll):  # type: ignore[override]
-        query, table, probs, gold, masked = ctx.saved_tensors
+        with torch.autocast(g_nll.device.type if g_nll is not None else g_ret.device.type, enabled=False):
+            return _TrainRead._backward(ctx, g_ret, g_nll)
+
+    @staticmethod
+    def _backward(ctx, g_ret, g_nll):
+        query, table, probs, gold, masked = ctx.saved_tensors   # table: the fp32 one or its copy
         acc: TableGrad = ctx.acc
         if g_ret is not None:
-            grad = g_ret @ table                        # d probs, (M, N)
-            acc.add(g_ret.t(), probs)                   # retrieval part of d table
+            grad = (g_ret.to(table.dtype) @ table).float()   # d probs, (M, N)
+            acc.add(g_ret.t().float(), probs)           # retrieval part of d table
             dot = torch.bmm(grad.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
             grad.sub_(dot)
         else:
@@ -189,9 +218,15 @@ class _TrainRead(torch.autograd.Function):
             grad[rows, gold] -= g_nll
         if masked is not None:
             grad.masked_fill_(masked, 0.0)
-        acc.add(query.t(), grad)                        # score part of d table
-        g_query = grad @ table.t() if ctx.needs_input_grad[0] else None
-        return g_query, None, None, None, None, None, None
+        acc.add(query.t().float(), grad)                # score part of d table (fp32)
+        g_query = (grad.to(table.dtype) @ table.t()).to(query.dtype) if ctx.needs_input_grad[0] else None
+        return g_query, None, None, None, None, None, None, None
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype in force for ``x``'s device type, or None outside autocast."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
 
 
 def mean_nll(nll: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
@@ -263,12 +298,16 @@ class EntityMemory(nn.Module):
         rows, cols = positions[:, 0], positions[:, 1]
         query = self.InputLayer(hidden[rows, cols])
         access = MemoryAccess(positions=positions, query=query if trace else None)
+        lowp = _autocast_dtype(query)
         if self.training:
             weight, acc = table if table is not None else table_for_training(self.EntityEmbedding.weight)
             retrieved = self._train_read(access, query, weight, acc, gold[rows, cols] if gold is not None else None,
-                                         entity_mask, trace)
+                                         entity_mask, trace, lowp)
         else:
-            retrieved = self._eval_read(access, query, self.EntityEmbedding.weight, entity_mask, trace)
+            weight = self.EntityEmbedding.weight
+            if lowp is not None and weight.dtype == torch.float32:
+                weight = self.EntityEmbedding.compute_copy(lowp)   # unchanged weights: cast once
+            retrieved = self._eval_read(access, query, weight, entity_mask, trace)
         if self.OutputLayer is not None and retrieved is not None:
             projected = self.OutputLayer(retrieved.to(hidden.dtype))
             access.output = hidden.new_zeros(hidden.shape).index_put((rows, cols), projected.to(hidden.dtype))
@@ -277,16 +316,20 @@ class EntityMemory(nn.Module):
     # ------------------------------------------------------------------ training
     def _train_read(self, access: MemoryAccess, query: torch.Tensor, table: torch.Tensor, acc: TableGrad | None,
                     gold: torch.Tensor | None, entity_mask: torch.Tensor | None,
-                    trace: bool) -> torch.Tensor | None:
+                    trace: bool, lowp: torch.dtype | None = None) -> torch.Tensor | None:
         needs_output = self.OutputLayer is not None
         if gold is None and not needs_output:
             return None
-        if (acc is not None and query.dtype == torch.float32 and table.dtype == torch.float32
-                and not torch.is_autocast_enabled(query.device.type)):
+        if acc is not None and table.dtype == torch.float32 and (
+                lowp is not None or query.dtype == torch.float32):
+            # fp32, or autocast: products with the once-per-step low-precision copy of the table,
+            # softmax / NLL / table gradient in fp32 (docs/training.md, "Mixed precision").
+            compute = self.EntityEmbedding.compute_copy(lowp) if lowp is not None else None
             gold_cols = torch.zeros(query.shape[0], dtype=torch.long, device=query.device) if gold is None \
                 else _gold_columns(gold, entity_mask)
             traced: list[torch.Tensor] | None = [] if trace else None
-            retrieved, nll = _TrainRead.apply(query, table, gold_cols, entity_mask, needs_output, acc, traced)
+            retrieved, nll = _TrainRead.apply(query, table, gold_cols, entity_mask, needs_output, acc, traced,
+                                              compute)
             if traced:
                 access.scores = traced[0]
             if gold is not None:
@@ -294,6 +337,8 @@ class EntityMemory(nn.Module):
             return retrieved
         # Generic path (autocast, half precision, no gradient): autograd through the same math.
         # Softmax and NLL in fp32 even under autocast: N is large and probabilities are tiny.
+        if lowp is not None and table.dtype == torch.float32 and not table.requires_grad:
+            table = self.EntityEmbedding.compute_copy(lowp)   # a frozen table: cast once
         scores = (query @ table).float()
         scores = _apply_entity_mask(scores, entity_mask)
         if trace:

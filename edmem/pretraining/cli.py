@@ -11,7 +11,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edmem.errors import EDMemError
+    from edmem.errors import USER_ERRORS
     from edmem.pretraining.args import parse_args
     from edmem.pretraining.runner import pretrain
     from edmem.training.runner import report_error
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         result = pretrain(args)
-    except (EDMemError, OSError) as exc:
+    except (*USER_ERRORS, OSError) as exc:
         return report_error("edmem pretrain", exc)
     except KeyboardInterrupt:
         print("edmem pretrain: interrupted (continue with --resume)", file=sys.stderr)

@@ -38,9 +38,10 @@ from edmem.training.distributed import DistInfo
 from edmem.training.loop import Evaluation, LoopState, TrainJob, train
 from edmem.training.optim import build_optimizer
 from edmem.training.runner import build_model as build_checked_model
-from edmem.training.runner import (UsageError, begin_training, build_config, check_length_fits,
-                                   load_entity_rows, load_tokenizer, load_weights, open_tensorboard,
-                                   require_positive, run_in_process_group, start_run, wrap_ddp)
+from edmem.training.runner import (UsageError, amp_scaler, begin_training, build_config,
+                                   check_length_fits, load_entity_rows, load_tokenizer, load_weights,
+                                   open_tensorboard, require_positive, run_in_process_group,
+                                   run_precision, scaler_state, start_run, wrap_ddp)
 from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
 
 logger = logging.getLogger("__main__")
@@ -166,6 +167,8 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     counts, num_epochs = step_counts(args, len(train_data), dist.world_size)
     scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
     logger.info("Step counts: %s", asdict(counts))
+    precision = run_precision(args, dist)
+    scaler = amp_scaler(precision, dist, saved)
 
     state = LoopState(best=-math.inf)
     history: list[dict[str, Any]] = []
@@ -188,7 +191,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
         metrics = None
         if dev_data is not None:
             metrics = evaluate_pretraining(model, dev_data, collate, args.predict_batch_size, dist,
-                                           special.entity_start, progress=True)
+                                           special.entity_start, progress=True, precision=precision)
             history.append({"step": state.global_step, **metrics})
         return dev_evaluation(metrics, args.selection_metric, state.global_step)
 
@@ -200,7 +203,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
 
     def save_state(st: LoopState) -> None:
         ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts,
-                             history=json.dumps(history), best=json.dumps(best))
+                             history=json.dumps(history), best=json.dumps(best), **scaler_state(scaler))
         if dist.is_main:
             write_metrics(out, args.selection_metric, best, history)
 
@@ -216,7 +219,8 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
             eval_period=args.eval_period, wait_step=args.wait_step, num_train_epochs=num_epochs,
             seed=args.seed, max_steps=counts.total_global_steps,  # --max_steps or the epochs' worth
             input_fields=MODEL_FIELDS, format_score=lambda score: f"{score:.4g}",
-            save_training_state=args.save_training_state, tensorboard=writer, state=state))
+            save_training_state=args.save_training_state, tensorboard=writer, state=state,
+            precision=precision, scaler=scaler))
     logger.info("Best %s on dev: %.4g after %d steps (%s)", args.selection_metric, outcome.best,
                 outcome.global_step, outcome.stopped_by)
     if dist.is_main:

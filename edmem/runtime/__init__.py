@@ -1,1 +1,2 @@
-"""The lowest floor: process-level services (atomic file writes, ...). Imports nothing above it."""
+"""The runtime floor: devices, process groups, file writes, seeding, logging (docs/architecture.md).
+Modules here import nothing else from edmem."""

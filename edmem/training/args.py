@@ -234,6 +234,17 @@ FLAGS: tuple[Flag, ...] = (
          boolean=True, modes=_TRAIN),
     Flag("num_threads", 0, G_RUN, "[edmem] torch CPU threads per process (0 = torch default)",
          type=int),
+    Flag("device", "auto", G_RUN,
+         "[edmem] where to run: auto = CUDA when a GPU is visible (GPU <local rank> under several "
+         "processes, NCCL), else CPU (gloo); cpu or cuda to insist",
+         choices=("auto", "cpu", "cuda")),
+    Flag("fp16", False, G_RUN,
+         "[edmem: now meaningful] train and predict under CUDA autocast float16 with a gradient "
+         "scaler (CUDA only); the memory softmax, the losses and the optimizer stay fp32",
+         boolean=True),
+    Flag("bf16", False, G_RUN,
+         "[edmem] autocast bfloat16 (the fast GPU path; on CPU it runs autocast-cpu, for tests); "
+         "the memory softmax, the losses and the optimizer stay fp32", boolean=True),
     Flag("dist_timeout", 1800, G_RUN,
          "[edmem] seconds a rank waits for the others before the job fails (no silent hang)",
          type=int),
@@ -372,11 +383,14 @@ def _add_hidden(group: argparse._ArgumentGroup, flag: Flag) -> None:
 
 
 def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The fields the original adds after parsing (spec §2): ``do_lowercase``, ``fp16``,
+    """The fields the original adds after parsing (spec §2): ``do_lowercase``,
     ``train_from_scratch``, ``n_gpu`` (informational here: the world size comes from the
-    launcher, not from the GPU count — Q4)."""
+    launcher, not from the GPU count — Q4). The original forced ``fp16 = False`` here; in edmem
+    ``--fp16`` is a real flag (CUDA autocast float16); it is moved after ``do_lowercase`` so the
+    ``args`` file lists the fields in the original's order."""
+    fp16 = bool(vars(args).pop("fp16", False))
     args.do_lowercase = not args.do_cased
-    args.fp16 = False
+    args.fp16 = fp16
     args.train_from_scratch = True
     try:
         import torch

@@ -31,6 +31,7 @@ import torch
 
 from edmem.errors import CheckpointError
 from edmem.runtime.atomic import atomic_write, atomic_write_text, remove_stale_temp_files  # noqa: F401
+from edmem.runtime.devices import to_cpu
 from edmem.training import distributed as dist_utils
 from edmem.training.distributed import DistInfo
 
@@ -55,8 +56,8 @@ def capture_rng_state(extra_numpy: np.random.RandomState | None = None) -> dict[
         "numpy": _numpy_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()   # the current device's (a CPU ByteTensor)
     if extra_numpy is not None:
         state["dataset"] = _numpy_state(extra_numpy.get_state())
     return state
@@ -68,7 +69,7 @@ def restore_rng_state(state: dict[str, Any], extra_numpy: np.random.RandomState 
     np.random.set_state(_numpy_tuple(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"].cpu())
     if extra_numpy is not None and "dataset" in state:
         extra_numpy.set_state(_numpy_tuple(state["dataset"]))
 
@@ -122,8 +123,8 @@ def save_resume_state(output_dir: str | Path, model: Any, optimizer: Any, schedu
     rng = dist_utils.gather_objects(capture_rng_state(data_rng))
     if dist.is_main:
         save_training_state(output_dir, {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "model": to_cpu(model.state_dict()),
+            "optimizer": to_cpu(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
             "loop": loop, "rng": rng, "world_size": dist.world_size, "counts": asdict(counts),
             **extra})
     dist_utils.barrier()
@@ -200,7 +201,7 @@ def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int
 
     from edmem.modeling.model import TIED_GROUPS
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = to_cpu(model.state_dict())
     aliases = {a for group in TIED_GROUPS.values() for a in group}
     canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
     atomic_write(out / "model.safetensors",

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edmem.runtime import precision as amp
 from edmem.training import distributed as dist_utils
 from edmem.training.distributed import DistInfo
 from edmem.training.faults import maybe_inject_fault
@@ -103,6 +104,8 @@ class TrainJob:
     save_training_state: bool = True
     tensorboard: Any = None                # SummaryWriter on rank 0, else None
     state: LoopState = field(default_factory=LoopState)
+    precision: str = "fp32"                # "fp32" | "bf16" | "fp16": the forward's autocast
+    scaler: Any = None                     # torch.amp.GradScaler for fp16, else None
 
 
 @dataclass
@@ -121,7 +124,11 @@ def train(job: TrainJob) -> TrainResult:
         logger.info("The saved training state is finished; nothing left to train")
         return TrainResult(stopper.best, st.global_step, "resumed_finished")
     is_ddp = hasattr(model, "no_sync")
-    logged = torch.zeros(len(LOSS_NAMES) + 1)   # loss numbers summed since the last evaluation
+    device = job.dist.device
+    # Loss numbers summed since the last evaluation, on the device (moved to the CPU only when
+    # logged); ``host`` receives each micro-step's numbers without stalling the GPU (_HostCopy).
+    logged = torch.zeros(len(LOSS_NAMES) + 1, device=device)
+    host = _HostCopy(len(LOSS_NAMES) + 1, device)
     steps_since_log = 0
     budget = "steps" if job.max_steps else "epochs"
     stopped_by = budget
@@ -142,40 +149,52 @@ def train(job: TrainJob) -> TrainResult:
             st.local_step += 1
             sync = st.local_step % ga == 0 or st.local_step == job.counts.total_local_steps
             batch = job.collate([job.train_data[i] for i in indices])
-            inputs = {k: batch[k].to(job.dist.device) for k in job.input_fields}
+            inputs = {k: batch[k].to(device, non_blocking=True) for k in job.input_fields}
             # Q31: accumulate locally, all-reduce gradients only on the last micro-step.
             with model.no_sync() if (is_ddp and not sync) else contextlib.nullcontext():
-                out = model(**inputs, return_dict=True)
+                with amp.autocast(device, job.precision):
+                    out = model(**inputs, return_dict=True)
                 numbers = _loss_numbers(out, ga)
                 maybe_inject_fault("nan", job.dist.rank, st.global_step + 1, numbers)
-                numbers = dist_utils.all_reduce_sum(numbers.to(job.dist.device)).cpu() / world
-                if not torch.isfinite(numbers).all():   # Q20: every rank sees the same sum
-                    logger.error("NaN/inf loss at global step %d (epoch %d); stopping training on "
-                                 "every rank", st.global_step + 1, epoch + 1)
-                    stopped_by = "nan"
-                    break
-                (out.loss / ga).backward()
+                numbers = dist_utils.all_reduce_sum(numbers) / world
+                host.start(numbers)   # asynchronous copy; read after backward is queued
+                loss = out.loss / ga
+                (job.scaler.scale(loss) if job.scaler is not None else loss).backward()
+            # Q20: every rank sees the same sum, so every rank stops at the same micro-step, before
+            # any optimizer step uses the non-finite gradients. Waiting here costs the GPU nothing:
+            # the backward pass is already queued behind the copy.
+            if not torch.isfinite(host.wait()).all():
+                logger.error("NaN/inf loss at global step %d (epoch %d); stopping training on "
+                             "every rank", st.global_step + 1, epoch + 1)
+                stopped_by = "nan"
+                break
             maybe_inject_fault("crash", job.dist.rank, st.global_step + 1)
             logged += numbers
             progress.update(1)
             if not sync:
                 continue
 
+            if job.scaler is not None:   # fp16: clip the true gradients; skip a step on inf
+                job.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), job.max_grad_norm)
-            optimizer.step()
+            if job.scaler is not None:
+                job.scaler.step(optimizer)
+                job.scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             st.global_step += 1
             steps_since_log += 1
             if job.tensorboard is not None:
                 job.tensorboard.add_scalar("train/lr", scheduler.get_last_lr()[0], st.global_step)
-                job.tensorboard.add_scalar("train/loss", float(numbers[0]), st.global_step)
+                job.tensorboard.add_scalar("train/loss", float(host.values[0]), st.global_step)
 
             last = st.global_step == total
             if st.global_step % job.eval_period == 0 or last:
                 logger.info("Train duration: %.3fs", time.time() - train_start)
                 result = job.evaluate()
-                mean = logged / max(1, steps_since_log)
+                mean = logged.detach().float().cpu() / max(1, steps_since_log)
                 logger.info("Step %d, Train loss %.2f, %s, Detail loss: %s, epoch=%d",
                             st.global_step, float(mean[0]), result.summary, _detail_str(mean), epoch + 1)
                 for note in result.notes:
@@ -209,12 +228,39 @@ def train(job: TrainJob) -> TrainResult:
 
 
 def _loss_numbers(out: Any, scale: float) -> torch.Tensor:
-    """``[loss, lm, el, enc, dec, final]`` (detached, divided by GA) for logging."""
+    """``[loss, lm, el, enc, dec, final]`` (detached, fp32, divided by GA) for logging, on the
+    loss's device: a missing part, or one the model left on another device (DetailLoss's 0 is a
+    CPU tensor), is moved there explicitly — never a cross-device stack."""
+    device = out.loss.device
     detail = out.detail_loss
     parts = [out.loss] + [getattr(detail, name, None) for name in LOSS_NAMES]
-    values = [0.0 if p is None else (p.detach().float() if torch.is_tensor(p) else float(p))
+    values = [p.detach().float().reshape(()).to(device) if torch.is_tensor(p)
+              else torch.tensor(0.0 if p is None else float(p), device=device)
               for p in parts]
-    return torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values]) / scale
+    return torch.stack(values) / scale
+
+
+class _HostCopy:
+    """A micro-step's loss numbers copied to the CPU without a blocking sync at the copy: on CUDA
+    a non-blocking copy into pinned memory plus an event; :meth:`wait` waits for that event only
+    (the work queued after the copy keeps the GPU busy). On the CPU it is a plain view."""
+
+    def __init__(self, size: int, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.values = torch.zeros(size, pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+
+    def start(self, numbers: torch.Tensor) -> None:
+        if self.cuda:
+            self.values.copy_(numbers.detach(), non_blocking=True)
+            self.event.record()
+        else:
+            self.values = numbers.detach()
+
+    def wait(self) -> torch.Tensor:
+        if self.cuda:
+            self.event.synchronize()
+        return self.values
 
 
 def _detail_str(mean: torch.Tensor) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import torch
 
-from edmem.errors import CheckpointError, DataError, EDMemError
+from edmem.errors import USER_ERRORS, CheckpointError, DataError, EDMemError
 from edmem.data.jsonio import check_file
 from edmem.training import checkpointing as ck
 from edmem.training import distributed as dist_utils
@@ -258,6 +258,22 @@ def wrap_ddp(model: Any, dist: DistInfo) -> Any:
         find_unused_parameters=False)
 
 
+def run_precision(args: argparse.Namespace, dist: DistInfo) -> str:
+    """``--fp16`` / ``--bf16`` as "fp32" | "bf16" | "fp16", checked against this process's device
+    (:mod:`edmem.runtime.precision`); logged once."""
+    from edmem.runtime import precision as amp
+
+    try:
+        name = amp.precision_name(getattr(args, "fp16", False), getattr(args, "bf16", False))
+        amp.check_precision(name, dist.device)
+    except amp.PrecisionError as exc:
+        raise UsageError(str(exc)) from None
+    if name != "fp32":
+        logger.info("Mixed precision: autocast %s on %s (memory softmax, losses and optimizer "
+                    "in fp32)", name, dist.device)
+    return name
+
+
 def open_tensorboard(out: Path, dist: DistInfo, enabled: bool, global_step: int) -> Any:
     """A context manager giving a SummaryWriter on ``out/tensorboard`` (rank 0, when enabled;
     events after ``global_step`` that a killed run wrote before a resume are dropped), else None;
@@ -278,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
 def run_in_process_group(args: argparse.Namespace, body: Callable[[argparse.Namespace, DistInfo], T]) -> T:
     """Join the process group the launcher describes (``--local_rank``, ``--dist_timeout``), run
     ``body(args, dist)``, and always close the log files and the group afterwards."""
-    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
+    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout, args.device)
     try:
         return body(args, dist)
     finally:
@@ -392,6 +408,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                 counts.total_global_steps, counts.total_local_steps, counts.warmup_steps)
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
     scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
+    precision = run_precision(args, dist)
+    scaler = amp_scaler(precision, dist, resume_state)
 
     state = LoopState()
     if resume_state is not None:
@@ -402,7 +420,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                     state.global_step, state.best * 100, state.wait)
 
     def evaluate():
-        predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows)
+        predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows,
+                                       precision=precision)
         return em_evaluation(dev_scores(splits["dev"], predictions.topk, names))
 
     def save_best(epoch: int, step: int, result) -> None:
@@ -411,7 +430,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
 
     def save_state(st: LoopState) -> None:
         ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts, data_rng,
-                             entity_rows="compact" if rows.compact else "full")
+                             entity_rows="compact" if rows.compact else "full",
+                             **scaler_state(scaler))
 
     begin_training(out, args, dist)
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
@@ -423,7 +443,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
             max_grad_norm=args.max_grad_norm, eval_period=args.eval_period,
             wait_step=args.wait_step, num_train_epochs=args.num_train_epochs, seed=args.seed,
             shuffle=not args.debug, save_training_state=args.save_training_state,
-            tensorboard=writer, state=state))
+            tensorboard=writer, state=state, precision=precision, scaler=scaler))
     if result.stopped_by == "resumed_finished":
         return 0
     logger.info("Best EM on validation data: %.2f", result.best * 100)
@@ -432,6 +452,21 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                      "so far" if args.do_predict and _has_checkpoint(out) else "")
         return EXIT_NAN
     return 0
+
+
+def amp_scaler(precision: str, dist: DistInfo, resume_state: dict[str, Any] | None) -> Any:
+    """fp16's gradient scaler (None otherwise), restored from the resume state when it has one."""
+    from edmem.runtime import precision as amp
+
+    scaler = amp.grad_scaler(precision, dist.device)
+    if scaler is not None and resume_state is not None and "scaler" in resume_state:
+        scaler.load_state_dict(resume_state["scaler"])
+    return scaler
+
+
+def scaler_state(scaler: Any) -> dict[str, Any]:
+    """``{"scaler": state}`` for the resume state, or nothing without a scaler."""
+    return {} if scaler is None else {"scaler": scaler.state_dict()}
 
 
 def em_evaluation(scores: Any) -> Any:
@@ -454,7 +489,8 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset)
     split = "dev" if args.predict_on_dev else "test"
     examples = splits[split]
     predictions = predict_entities(model, eval_dataset(examples), collate,
-                                   args.predict_batch_size, dist, rows, progress=True)
+                                   args.predict_batch_size, dist, rows, progress=True,
+                                   precision=run_precision(args, dist))
     pred_path, score_path = prediction_paths(out, args.prefix)
     if dist.is_main:
         write_predictions(pred_path, predictions.topk, names)
@@ -476,7 +512,7 @@ def main_with_errors(argv: list[str] | None, mode: str, prog: str) -> int:
     args = parse_args(argv, mode=mode, prog=prog)
     try:
         return run(args)
-    except (EDMemError, OSError) as exc:
+    except (*USER_ERRORS, OSError) as exc:
         return report_error(prog, exc)
     except UnicodeDecodeError as exc:  # a reader outside edmem.data.jsonio (which names the file)
         return report_error(prog, exc)
@@ -491,7 +527,7 @@ def report_error(prog: str, exc: BaseException) -> int:
     import os
 
     where = f"[rank {os.environ.get('RANK', '0')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    if isinstance(exc, EDMemError):
+    if isinstance(exc, USER_ERRORS):
         message = str(exc)
     elif isinstance(exc, OSError) and exc.filename is not None:
         message = f"{exc.filename}: {exc.strerror or exc}"
