@@ -34,5 +34,10 @@ class CheckpointError(EDMemError):
     """A checkpoint that does not fit the model (missing/unexpected keys, shape mismatch)."""
 
 
+class UsageError(EDMemError):
+    """Flags or arguments that cannot work together; reported like bad input (one line, non-zero
+    exit). The evaluation commands exit 2 for it, the run/pretrain commands 1."""
+
+
 # What the command lines report as one ``prog: error: ...`` line (docs/reliability.md).
 USER_ERRORS: tuple[type[Exception], ...] = (EDMemError, WriteError)

@@ -342,7 +342,7 @@ def call(prog: str, main: Callable[[list[str]], int], argv: list[str]) -> Outcom
             raise
         return Outcome(prog, None, err.getvalue(), exc, traceback.format_exc())
     finally:
-        from edmem.training.logging_setup import close_logging
+        from edmem.runtime.logging_setup import close_logging
         close_logging()
     return Outcome(prog, status, err.getvalue())
 
@@ -468,7 +468,7 @@ def _predict_case(ws: Workspace, copy_inputs: bool = True) -> tuple[Path, dict[s
 def _predict(ws: Workspace, data: bytes, where: Callable[[Path, dict[str, str]], Path],
              prepare: Callable[[Path], None] | None = None) -> str:
     """``edmem predict`` with one file damaged: ``where(out, paths)`` says which."""
-    from edmem.inference.cli import main
+    from edmem.apps.run_qa import predict_main as main
 
     out, paths, case = _predict_case(ws)
     if prepare is not None:
@@ -486,7 +486,7 @@ def _predict(ws: Workspace, data: bytes, where: Callable[[Path, dict[str, str]],
 def _train(ws: Workspace, data: bytes, where: Callable[[Path, dict[str, str]], Path],
            *extra: str) -> str:
     """``edmem train`` (one short epoch) into a copy of the trained directory, one file damaged."""
-    from edmem.training.cli import main
+    from edmem.apps.run_qa import train_main as main
 
     out, paths, case = _predict_case(ws, copy_inputs="--resume" not in extra)
     (out / "predictions.json").unlink()
@@ -499,7 +499,7 @@ def _train(ws: Workspace, data: bytes, where: Callable[[Path, dict[str, str]], P
 
 def _pretrain(ws: Workspace, data: bytes, name: str) -> str:
     """``edmem pretrain`` (two steps) on a malformed passage corpus or entity vocabulary."""
-    from edmem.pretraining.cli import main
+    from edmem.apps.pretrain import main
 
     case = ws.case_dir()
     files = {"train.jsonl": CORPUS / "train.jsonl", "entid2entityitemid.json":

@@ -16,12 +16,12 @@ import torch
 import el_tiny
 from edmem.errors import DataError
 from edmem.evaluation.cli import main as evaluate_main
-from edmem.inference.cli import main as predict_cli
+from edmem.apps.run_qa import predict_main as predict_cli
 from edmem.run_qa import main as run_qa
 from edmem.runtime import atomic
 from edmem.runtime.atomic import WriteError, atomic_write_text, remove_stale_temp_files
 from edmem.training import checkpointing as ck
-from edmem.training.cli import main as train_cli
+from edmem.apps.run_qa import train_main as train_cli
 
 EVAL = Path(__file__).resolve().parent / "fixtures" / "eval"
 QUICK = ("--num_train_epochs", "1", "--eval_period", "2")
@@ -411,7 +411,7 @@ def test_write_error_on_an_unwritable_directory_names_it(tmp_path):
 # ---- found by benchmarks/fuzz.py --------------------------------------------------------------------
 @pytest.mark.parametrize("text", ["", "\n   \n"])
 def test_fuzz_an_empty_passage_corpus_is_one_clear_error(tiny, tmp_path, capsys, text):
-    from edmem.pretraining.cli import main as pretrain_main
+    from edmem.apps.pretrain import main as pretrain_main
 
     corpus = Path(__file__).resolve().parent / "fixtures" / "pretraining"
     train = tmp_path / "train.jsonl"

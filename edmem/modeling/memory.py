@@ -1,11 +1,11 @@
-"""The entity memory: one (d_e, N) table and the modules that read it (spec §5.3).
+"""The entity memory: one (d_e, N) table and the modules that read it (docs/model.md).
 
 Memory-access cost dominates EDMem at N = 1,000,010 rows, so this module is written around it:
 
 * training needs the full softmax over all N rows (the retrieved embedding is ``α @ Eᵀ`` and the
   NLL is over all rows). :class:`_SoftmaxNLL` produces the probabilities and the per-mention NLL in
   one pass and keeps ONE M×N tensor for backward (instead of softmax + log-softmax outputs), and
-  the NLL is computed as ``logsumexp − score`` (= ``log_softmax``, fixing [Q9]);
+  the NLL is computed as ``logsumexp − score`` (= ``log_softmax``, fixing docs/quirks.md Q9);
 * evaluation scores the entities chunk by chunk, keeps a running top-K, and gathers only the K
   winning embeddings per mention (never an M×N softmax @ table).
 """
@@ -13,12 +13,14 @@ Memory-access cost dominates EDMem at N = 1,000,010 rows, so this module is writ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edmem.config import NIL_ENTITY, EDMemConfig
+from edmem.config import EDMemConfig
+from edmem.constants import NIL_ENTITY
 from edmem.modeling.layers import dropout
 
 
@@ -77,12 +79,7 @@ class _SoftmaxNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: torch.Tensor, gold: torch.Tensor):  # type: ignore[override]
-        shifted = scores - scores.amax(dim=1, keepdim=True)
-        gold_shifted = shifted.gather(1, gold[:, None]).squeeze(1)
-        probs = shifted.exp_()  # in place: no second M×N buffer
-        total = probs.sum(dim=1, keepdim=True)
-        nll = total.squeeze(1).log() - gold_shifted
-        probs.div_(total)
+        probs, nll = softmax_nll_(scores.clone(), gold)  # the copy is the one saved M×N buffer
         ctx.save_for_backward(probs, gold)
         return probs, nll
 
@@ -90,18 +87,39 @@ class _SoftmaxNLL(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_probs: torch.Tensor | None, g_nll: torch.Tensor | None):  # type: ignore[override]
         probs, gold = ctx.saved_tensors
-        if g_probs is None:
-            grad = torch.zeros_like(probs)
-        else:
-            dot = torch.bmm(g_probs.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
-            grad = g_probs - dot
-        if g_nll is not None:
-            grad.add_(g_nll[:, None])
-        grad.mul_(probs)
-        if g_nll is not None:
-            rows = torch.arange(gold.shape[0], device=gold.device)
-            grad[rows, gold] -= g_nll
-        return grad, None
+        return softmax_nll_backward_(g_probs, probs, gold, g_nll, inplace=False), None
+
+
+def softmax_nll_(scores: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IN PLACE on ``scores`` (M, N): returns ``(probs, nll)`` with ``probs = softmax(scores)``
+    (in the ``scores`` buffer) and ``nll = logsumexp(scores) − scores[gold]`` (M,), the
+    ``log_softmax`` NLL (docs/quirks.md Q9). The one place this math is written."""
+    probs = scores.sub_(scores.amax(dim=1, keepdim=True))
+    gold_shifted = probs.gather(1, gold[:, None]).squeeze(1)
+    probs.exp_()
+    total = probs.sum(dim=1, keepdim=True)
+    nll = total.squeeze(1).log() - gold_shifted
+    probs.div_(total)
+    return probs, nll
+
+
+def softmax_nll_backward_(g_probs: torch.Tensor | None, probs: torch.Tensor, gold: torch.Tensor,
+                          g_nll: torch.Tensor | None, inplace: bool) -> torch.Tensor:
+    """``d scores`` of :func:`softmax_nll_` given ``d probs`` and ``d nll``:
+    ``probs ⊙ (g_probs − ⟨g_probs, probs⟩ + g_nll) − g_nll · onehot(gold)``. With ``inplace`` the
+    result is computed in the ``g_probs`` buffer (no second M×N tensor)."""
+    if g_probs is None:
+        grad = torch.zeros_like(probs)
+    else:
+        dot = torch.bmm(g_probs.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
+        grad = g_probs.sub_(dot) if inplace else g_probs - dot
+    if g_nll is not None:
+        grad.add_(g_nll[:, None])
+    grad.mul_(probs)
+    if g_nll is not None:
+        rows = torch.arange(gold.shape[0], device=gold.device)
+        grad[rows, gold] -= g_nll
+    return grad
 
 
 class TableGrad:
@@ -144,12 +162,20 @@ class _TableSink(torch.autograd.Function):
         return buf, None
 
 
-def table_for_training(table: torch.Tensor) -> tuple[torch.Tensor, TableGrad | None]:
-    """``(table seen by the reads, accumulator)`` for one training forward (see :class:`TableGrad`)."""
+class TrainingTable(NamedTuple):
+    """The entity table as the training reads of one forward see it: ``weight`` (d_e, N) and the
+    gradient accumulator they share (None when no gradient is needed; see :class:`TableGrad`)."""
+
+    weight: torch.Tensor
+    grad: TableGrad | None
+
+
+def table_for_training(table: torch.Tensor) -> TrainingTable:
+    """The :class:`TrainingTable` for one training forward."""
     if not (torch.is_grad_enabled() and table.requires_grad):
-        return table, None
+        return TrainingTable(table, None)
     acc = TableGrad()
-    return _TableSink.apply(table, acc), acc
+    return TrainingTable(_TableSink.apply(table, acc), acc)
 
 
 class _TrainRead(torch.autograd.Function):
@@ -181,12 +207,7 @@ class _TrainRead(torch.autograd.Function):
             scores.masked_fill_(masked, torch.finfo(scores.dtype).min)
         if trace is not None:
             trace.append(scores.clone())
-        probs = scores.sub_(scores.amax(dim=1, keepdim=True))
-        gold_shifted = probs.gather(1, gold[:, None]).squeeze(1)
-        probs.exp_()
-        total = probs.sum(dim=1, keepdim=True)
-        nll = total.squeeze(1).log() - gold_shifted
-        probs.div_(total)
+        probs, nll = softmax_nll_(scores, gold)
         retrieved = (probs.to(mat.dtype) @ mat.t()).to(query.dtype) if with_output else None
         ctx.save_for_backward(query, mat, probs, gold, masked)
         ctx.acc = acc
@@ -203,19 +224,11 @@ class _TrainRead(torch.autograd.Function):
     def _backward(ctx, g_ret, g_nll):
         query, table, probs, gold, masked = ctx.saved_tensors   # table: the fp32 one or its copy
         acc: TableGrad = ctx.acc
+        g_probs = None
         if g_ret is not None:
-            grad = (g_ret.to(table.dtype) @ table).float()   # d probs, (M, N)
+            g_probs = (g_ret.to(table.dtype) @ table).float()   # d probs, (M, N)
             acc.add(g_ret.t().float(), probs)           # retrieval part of d table
-            dot = torch.bmm(grad.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
-            grad.sub_(dot)
-        else:
-            grad = torch.zeros_like(probs)
-        if g_nll is not None:
-            grad.add_(g_nll[:, None])
-        grad.mul_(probs)                                # d scores, in the d probs buffer
-        if g_nll is not None:
-            rows = torch.arange(gold.shape[0], device=gold.device)
-            grad[rows, gold] -= g_nll
+        grad = softmax_nll_backward_(g_probs, probs, gold, g_nll, inplace=True)  # d scores, (M, N)
         if masked is not None:
             grad.masked_fill_(masked, 0.0)
         acc.add(query.t().float(), grad)                # score part of d table (fp32)
@@ -230,7 +243,7 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 
 
 def mean_nll(nll: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-    """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none [Q10].
+    """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none (docs/quirks.md Q10).
 
     The result stays connected to the graph even when it is 0, so ``backward()`` always works.
     """
@@ -286,7 +299,7 @@ class EntityMemory(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, hidden: torch.Tensor, gold: torch.Tensor | None = None,
                 last_only: bool = False, entity_mask: torch.Tensor | None = None,
-                trace: bool = False, table: tuple[torch.Tensor, TableGrad | None] | None = None) -> MemoryAccess:
+                trace: bool = False, table: TrainingTable | None = None) -> MemoryAccess:
         """Read the memory at the ``<E_s>`` positions of ``token_ids`` using ``hidden`` (B, T, d).
 
         ``gold`` (B, T) entity rows (training loss); ``entity_mask`` (N,) 1 = masked entity.
@@ -294,9 +307,9 @@ class EntityMemory(nn.Module):
         ``table``: ``table_for_training(weight)`` shared by the reads of one forward (the model
         passes it so that the table gradient has one buffer); None → this read's own.
         """
-        positions = mention_positions(token_ids, self.entity_start_id, last_only)
+        positions = mention_positions(token_ids, self.entity_start_id, last_only)  # (M, 2)
         rows, cols = positions[:, 0], positions[:, 1]
-        query = self.InputLayer(hidden[rows, cols])
+        query = self.InputLayer(hidden[rows, cols])  # (M, d) -> (M, d_e)
         access = MemoryAccess(positions=positions, query=query if trace else None)
         lowp = _autocast_dtype(query)
         if self.training:
@@ -367,7 +380,7 @@ class EntityMemory(nn.Module):
 
 def _apply_entity_mask(scores: torch.Tensor, entity_mask: torch.Tensor | None,
                        start: int = 0) -> torch.Tensor:
-    """Masked entities get ``finfo(dtype).min`` (the original's value, [Q11]) → probability 0."""
+    """Masked entities get ``finfo(dtype).min`` (the original's value, docs/quirks.md Q11) → probability 0."""
     if entity_mask is None:
         return scores
     masked = entity_mask[start:start + scores.shape[1]].to(device=scores.device).bool()
@@ -376,14 +389,14 @@ def _apply_entity_mask(scores: torch.Tensor, entity_mask: torch.Tensor | None,
 
 def _gold_columns(gold: torch.Tensor, entity_mask: torch.Tensor | None) -> torch.Tensor:
     """Column of each gold id. With an entity mask the original's labels are COMPACT ids (re-indexed
-    over the unmasked entities, §4.4) and its NLL runs over the unmasked columns only; mapping the
+    over the unmasked entities, docs/quirks.md Q11) and its NLL runs over the unmasked columns only; mapping the
     compact id back to its column gives the same value without building an M×N' copy."""
     if entity_mask is None:
         return gold
     unmasked = torch.nonzero(entity_mask.to(gold.device) == 0).squeeze(1)
     if gold.numel() and int(gold.max()) >= unmasked.numel():
         raise ValueError(f"gold entity id {int(gold.max())} is outside the {unmasked.numel()} unmasked "
-                         "entities (with an entity mask gold ids must be re-indexed, spec §4.4)")
+                         "entities (with an entity mask gold ids must be re-indexed, see docs/model.md)")
     return unmasked[gold]
 
 

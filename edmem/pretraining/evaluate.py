@@ -18,11 +18,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from edmem.data.collate import LABEL_IGNORE
+from edmem.constants import LABEL_IGNORE
 from edmem.inference.predict import rank_batches, unwrap_model
 from edmem.pretraining.metrics import RECALL_KS, PretrainMetrics
 from edmem.runtime import precision as amp
-from edmem.training.distributed import DistInfo, all_reduce_sum
+from edmem.runtime.distributed import DistInfo, all_reduce_sum
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 TEMP_MARK = "edmem"
 _TEMP_RE = re.compile(r"^\..+\." + TEMP_MARK + r"-(\d+)-[A-Za-z0-9_]+\.tmp$")
@@ -130,3 +130,10 @@ def remove_stale_temp_files(directory: str | Path) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj, path)`` atomically (a failure is a :class:`WriteError`)."""
+    import torch  # here, not at the top: the text writers must not need torch
+
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -1,6 +1,6 @@
-"""Checkpoint and resume I/O. Every write is atomic: a temp file in the same directory, fsync,
-then ``os.replace``, so a process killed at any moment leaves either the old or the new file —
-never a torn one — and the previous best checkpoint stays loadable.
+"""Checkpoint and resume I/O. Every write is atomic (:mod:`edmem.runtime.atomic`), so a process
+killed at any moment leaves either the old or the new file, never a torn one, and the previous
+best checkpoint stays loadable.
 
 Files in ``--output_dir``:
 
@@ -24,26 +24,23 @@ import logging
 import random
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from edmem.errors import CheckpointError
-from edmem.runtime.atomic import atomic_write, atomic_write_text, remove_stale_temp_files  # noqa: F401
+from edmem.modeling.checkpoints import save_checkpoint
+from edmem.runtime import distributed as dist_utils
+from edmem.runtime.atomic import atomic_torch_save, atomic_write_text
 from edmem.runtime.devices import to_cpu
-from edmem.training import distributed as dist_utils
-from edmem.training.distributed import DistInfo
+from edmem.runtime.distributed import DistInfo
 
 logger = logging.getLogger("__main__")
 
 TRAINING_STATE = "training_state.pt"
 BEST_META = "best_checkpoint.json"
 STATE_FORMAT = "edmem-training-state/1"
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 # ---- RNG states ----------------------------------------------------------------------------
@@ -194,22 +191,12 @@ def _checked_loop(loop: Any) -> dict[str, Any]:
 # ---- best checkpoint -----------------------------------------------------------------------
 def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int, score: float,
                          metric: str) -> None:
-    """The best model in the original layout (``pytorch_model.bin`` with alias keys +
-    ``config.json``) and as ``model.safetensors`` (canonical keys), each file atomic; the
-    original-layout weights are replaced last and ``best_checkpoint.json`` after them."""
-    from safetensors.torch import save_file
-
-    from edmem.modeling.model import TIED_GROUPS
-
-    state = to_cpu(model.state_dict())
-    aliases = {a for group in TIED_GROUPS.values() for a in group}
-    canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
-    atomic_write(out / "model.safetensors",
-                 lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
-    atomic_write_text(out / "config.json", model.config.to_json_string())
+    """The best model (:func:`edmem.modeling.checkpoints.save_checkpoint`: original layout +
+    safetensors + config, ``pytorch_model.bin`` last), the memory rows of a compact memory
+    before it, and ``best_checkpoint.json`` after all of them."""
     if rows.compact:
-        rows.save(out)  # atomic (edmem.runtime.atomic)
-    atomic_torch_save(state, out / "pytorch_model.bin")
+        rows.save(out)
+    save_checkpoint(model, out)
     atomic_write_text(out / BEST_META, json.dumps(
         {"epoch": epoch, "global_step": step, "score": score, "metric": metric,
          "entity_rows": "compact" if rows.compact else "full"}))

@@ -1,4 +1,4 @@
-"""The training loop of fine-tuning (spec §7.3–7.4) and pretraining (§11), readable top to bottom.
+"""The training loop of fine-tuning and pretraining (docs/training.md), readable top to bottom.
 
     for each epoch (train_data.set_epoch(epoch) when it has one), for each micro-batch of this rank:
         forward; loss /= GA; all-reduce the loss numbers (NaN on any rank stops every rank)
@@ -10,10 +10,10 @@
         stop at the last optimizer step (the epochs' worth, or the step budget ``max_steps``)
 
 The two callers differ only in data: which batch fields the model takes (``input_fields``), what
-an evaluation returns (an :class:`Evaluation`: selection score, its name, what to log) and how a
+an evaluation returns (a :class:`DevResult`: selection score, its name, what to log) and how a
 score is printed. Everything else — building the model, data, optimiser, writing files — lives
-in ``edmem.training.runner`` / ``edmem.pretraining.runner``; this module only runs steps and
-decides when to evaluate and stop.
+in the applications (``edmem.apps.run_qa`` / ``edmem.apps.pretrain``); this module knows nothing
+of them: it only runs steps and decides when to evaluate and stop.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from edmem.constants import DETAIL_LOSS_NAMES
+from edmem.runtime import distributed as dist_utils
 from edmem.runtime import precision as amp
-from edmem.training import distributed as dist_utils
-from edmem.training.distributed import DistInfo
+from edmem.runtime.distributed import DistInfo
 from edmem.training.faults import maybe_inject_fault
 from edmem.training.sampling import epoch_batches
 from edmem.training.schedule import EarlyStopping, StepCounts
 
 logger = logging.getLogger("__main__")
 
-LOSS_NAMES = ("lm_loss", "el_loss", "encoder_elloss", "decoder_elloss", "final_elloss")
 TRAIN_INPUTS = ("input_ids", "attention_mask", "labels", "decoder_input_ids",
                 "decoder_attention_mask", "input_entity_link", "output_entity_link")
 
@@ -61,7 +61,7 @@ class LoopState:
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class DevResult:
     """One dev evaluation, as the caller's ``evaluate`` reports it to the loop."""
 
     score: float                           # selection score, higher is better (strictly better saves)
@@ -78,15 +78,15 @@ def percent(score: float) -> str:
 
 @dataclass
 class TrainJob:
-    """What the loop needs; built by ``edmem.training.runner`` or ``edmem.pretraining.runner``."""
+    """What the loop needs; built by an application (``edmem.apps.run_qa``, ``edmem.apps.pretrain``)."""
 
     model: nn.Module                       # DDP-wrapped when world_size > 1
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_data: Any                        # items by index; set_epoch(epoch) is called if it has one
     collate: Callable[[list], dict]
-    evaluate: Callable[[], Evaluation]     # dev evaluation over all ranks
-    save_best: Callable[[int, int, Evaluation], None]  # (epoch, global_step, evaluation)
+    evaluate: Callable[[], DevResult]     # dev evaluation over all ranks
+    save_best: Callable[[int, int, DevResult], None]  # (epoch, global_step, evaluation)
     save_state: Callable[[LoopState], None]  # resume state (collective: every rank calls it)
     counts: StepCounts
     dist: DistInfo
@@ -127,8 +127,8 @@ def train(job: TrainJob) -> TrainResult:
     device = job.dist.device
     # Loss numbers summed since the last evaluation, on the device (moved to the CPU only when
     # logged); ``host`` receives each micro-step's numbers without stalling the GPU (_HostCopy).
-    logged = torch.zeros(len(LOSS_NAMES) + 1, device=device)
-    host = _HostCopy(len(LOSS_NAMES) + 1, device)
+    logged = torch.zeros(len(DETAIL_LOSS_NAMES) + 1, device=device)
+    host = _HostCopy(len(DETAIL_LOSS_NAMES) + 1, device)
     steps_since_log = 0
     budget = "steps" if job.max_steps else "epochs"
     stopped_by = budget
@@ -233,7 +233,7 @@ def _loss_numbers(out: Any, scale: float) -> torch.Tensor:
     CPU tensor), is moved there explicitly — never a cross-device stack."""
     device = out.loss.device
     detail = out.detail_loss
-    parts = [out.loss] + [getattr(detail, name, None) for name in LOSS_NAMES]
+    parts = [out.loss] + [getattr(detail, name, None) for name in DETAIL_LOSS_NAMES]
     values = [p.detach().float().reshape(()).to(device) if torch.is_tensor(p)
               else torch.tensor(0.0 if p is None else float(p), device=device)
               for p in parts]
@@ -265,17 +265,17 @@ class _HostCopy:
 
 def _detail_str(mean: torch.Tensor) -> str:
     """``lm_loss: 0.0, el_loss: 6.91…, …`` — the original's DetailLoss printout."""
-    return ", ".join(f"{name}: {float(value)}" for name, value in zip(LOSS_NAMES, mean[1:].tolist()))
+    return ", ".join(f"{name}: {float(value)}" for name, value in zip(DETAIL_LOSS_NAMES, mean[1:].tolist()))
 
 
-def _tensorboard_eval(writer: Any, step: int, mean: torch.Tensor, result: Evaluation) -> None:
+def _tensorboard_eval(writer: Any, step: int, mean: torch.Tensor, result: DevResult) -> None:
     if writer is None:
         return
     for name, value in result.metrics.items():
         if not math.isnan(value):
             writer.add_scalar(f"dev/{name}", value, step)
     writer.add_scalar("train/loss_since_last_eval", float(mean[0]), step)
-    for name, value in zip(LOSS_NAMES, mean[1:].tolist()):
+    for name, value in zip(DETAIL_LOSS_NAMES, mean[1:].tolist()):
         if not math.isnan(value):
             writer.add_scalar(f"train/{name}", value, step)
     writer.flush()
@@ -296,15 +296,3 @@ def _progress(total: int, done: int, epoch: int, dist: DistInfo) -> Any:
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}", unit="batch",
                 leave=False, disable=None)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (+CUDA) like the original; cuDNN deterministic."""
-    import random
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False

@@ -1,4 +1,4 @@
-"""Optimiser: the original's AdamW update with corrected weight-decay groups (spec §7.1, Q7).
+"""Optimiser: the original's AdamW update with corrected weight-decay groups (docs/training.md, docs/quirks.md Q7).
 
 Decay groups. The original excluded parameters whose *name* contains ``bias`` or
 ``layer_norm.weight``, which misses ``layernorm_embedding.weight`` and the two memory LayerNorm

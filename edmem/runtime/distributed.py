@@ -1,6 +1,6 @@
 """torch.distributed plumbing: who am I, and the few collectives the loop needs.
 
-Fixes of the original (spec §13):
+Fixes of the original (docs/quirks.md):
 * Q4 — the world size comes from the launcher (``WORLD_SIZE`` set by ``torchrun`` or the legacy
   ``torch.distributed.launch``), never from ``torch.cuda.device_count()``; the device and the
   backend (gloo on CPU, NCCL on CUDA) come from ``--device`` via :mod:`edmem.runtime.devices`.

@@ -1,4 +1,6 @@
-"""``pretrain(args)``: build tokenizer, corpora, model and optimiser, run the loop, keep the best.
+"""The pretrain application (``edmem pretrain``): build tokenizer, corpora, model and optimiser,
+run the training loop, keep the best checkpoint. :func:`pretrain` runs it in this process,
+:func:`main` is the command (bad input ends as one ``edmem pretrain: error: ...`` line, exit 1).
 
 The output directory is a valid ``--pretrain_ckpt`` for ``edmem.run_qa`` / ``edmem train``:
 ``pytorch_model.bin`` in the original layout (every alias key) + ``config.json``, plus
@@ -12,39 +14,45 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import logging
 import math
+import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Subset
 
+from edmem.apps.common import (UsageError, amp_scaler, begin_training, build_config,
+                               check_length_fits, load_entity_rows, load_tokenizer, load_weights,
+                               open_tensorboard, require_positive, run_in_process_group,
+                               run_precision, scaler_state, start_run, wrap_ddp)
+from edmem.apps.common import build_model as build_checked_model
+from edmem.constants import PRETRAINING
 from edmem.data.entity_rows import EntityRows
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
-from edmem.errors import CheckpointError, DataError
+from edmem.errors import USER_ERRORS, CheckpointError, DataError, EDMemError, UsageError
 from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
+from edmem.pretraining.args import parse_args
 from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
 from edmem.pretraining.corpus import TokenCache, open_or_build_cache
 from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.evaluate import evaluate_pretraining
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
 from edmem.pretraining.metrics import ACCESSES, PERPLEXITY, RECALL_KS, format_metrics, selection_score
+from edmem.runtime import distributed as dist_utils
+from edmem.runtime.atomic import atomic_write_text
+from edmem.runtime.console import report_error
+from edmem.runtime.distributed import DistInfo
+from edmem.runtime.logging_setup import get_logger
 from edmem.training import checkpointing as ck
-from edmem.training import distributed as dist_utils
-from edmem.training.distributed import DistInfo
-from edmem.training.loop import Evaluation, LoopState, TrainJob, train
+from edmem.training.loop import DevResult, LoopState, TrainJob, train
 from edmem.training.optim import build_optimizer
-from edmem.training.runner import build_model as build_checked_model
-from edmem.training.runner import (UsageError, amp_scaler, begin_training, build_config,
-                                   check_length_fits, load_entity_rows, load_tokenizer, load_weights,
-                                   open_tensorboard, require_positive, run_in_process_group,
-                                   run_precision, scaler_state, start_run, wrap_ddp)
 from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
 
-logger = logging.getLogger("__main__")
+logger = get_logger()
 
 METRICS_FILE = "pretrain_metrics.json"
 SELECTION_METRICS = (PERPLEXITY,) + tuple(f"{a}_recall@{k}" for a in ACCESSES for k in RECALL_KS)
@@ -88,16 +96,16 @@ def entity_rows_for(args: argparse.Namespace, out: Path) -> EntityRows:
 def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMemModel:
     """A randomly initialised model in LM+EL mode (the original pretrained from scratch, Q32), asking
     each memory read for enough candidates for recall@100 (capped by the memory size)."""
-    return build_checked_model(build_config(args, tokenizer, num_rows, generate_target="pretraining",
+    return build_checked_model(build_config(args, tokenizer, num_rows, generate_target=PRETRAINING,
                                             min_top_k=max(RECALL_KS)), args.model_name)
 
 
-def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> Evaluation:
+def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> DevResult:
     """Pretraining's dev result for the loop: ``selection_metric`` selects; without a dev file
     (``metrics`` None) the latest step wins, so the last evaluation's checkpoint is kept."""
     if metrics is None:
-        return Evaluation(score=float(step), metric="step", summary="no dev file")
-    return Evaluation(score=selection_score(metrics, selection_metric), metric=selection_metric,
+        return DevResult(score=float(step), metric="step", summary="no dev file")
+    return DevResult(score=selection_score(metrics, selection_metric), metric=selection_metric,
                       summary=format_metrics(metrics), metrics=metrics)
 
 
@@ -138,7 +146,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     rows = entity_rows_for(args, out)
     # the decoder reads the shifted passage: same length (before the corpus is tokenised)
     check_length_fits("max_seq_length", args.max_seq_length,
-                      build_config(args, tokenizer, rows.num_rows, generate_target="pretraining"),
+                      build_config(args, tokenizer, rows.num_rows, generate_target=PRETRAINING),
                       args.model_name)
     masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
                             args.loss_on_mask_tokens)
@@ -187,7 +195,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
     collate = PretrainCollator(special.pad)
 
-    def evaluate() -> Evaluation:
+    def evaluate() -> DevResult:
         metrics = None
         if dev_data is not None:
             metrics = evaluate_pretraining(model, dev_data, collate, args.predict_batch_size, dist,
@@ -195,7 +203,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
             history.append({"step": state.global_step, **metrics})
         return dev_evaluation(metrics, args.selection_metric, state.global_step)
 
-    def save_best(epoch: int, step: int, result: Evaluation) -> None:
+    def save_best(epoch: int, step: int, result: DevResult) -> None:
         best.update(step=step, metrics=result.metrics or None)
         if dist.is_main:
             ck.save_best_checkpoint(model, out, rows, epoch, step, result.score, result.metric)
@@ -234,6 +242,26 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
 
 
 def write_metrics(out: Path, selection: str, best: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    ck.atomic_write_text(out / METRICS_FILE, json.dumps(
+    atomic_write_text(out / METRICS_FILE, json.dumps(
         {"selection_metric": selection, "best_step": best["step"], "best": best["metrics"],
          "history": history}, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``edmem pretrain``: parse the flags, run :func:`pretrain`, print a one-line summary."""
+    args = parse_args(argv)
+    try:
+        result = pretrain(args)
+    except (*USER_ERRORS, OSError) as exc:
+        return report_error("edmem pretrain", exc)
+    except KeyboardInterrupt:
+        print("edmem pretrain: interrupted (continue with --resume)", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary per job, not per process
+        return 0
+    best = result.best_metrics or {}
+    shown = (f", {result.selection_metric} {best[result.selection_metric]:.4g}"
+             if result.selection_metric in best else "")
+    print(f"Pretrained {result.global_step} steps ({result.stopped_by}); best checkpoint from step "
+          f"{result.best_step}{shown}: {result.output_dir} (use it as --pretrain_ckpt)")
+    return 0
