@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edmem.runtime.atomic import WriteError
-
 
 class EDMemError(Exception):
     """Base class: any error the command line reports as a clear message (no traceback)."""
@@ -39,5 +37,11 @@ class UsageError(EDMemError):
     exit). The evaluation commands exit 2 for it, the run/pretrain commands 1."""
 
 
+class WriteError(EDMemError):
+    """A file could not be written (disk full, permissions, a library's own write error); raised
+    by :mod:`edmem.runtime.atomic`. The target is untouched; the message names it and the free
+    space on its file system."""
+
+
 # What the command lines report as one ``prog: error: ...`` line (docs/reliability.md).
-USER_ERRORS: tuple[type[Exception], ...] = (EDMemError, WriteError)
+USER_ERRORS: tuple[type[Exception], ...] = (EDMemError,)

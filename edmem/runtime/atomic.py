@@ -16,15 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from edmem.errors import WriteError
+
 TEMP_MARK = "edmem"
 _TEMP_RE = re.compile(r"^\..+\." + TEMP_MARK + r"-(\d+)-[A-Za-z0-9_]+\.tmp$")
-
-
-class WriteError(Exception):
-    """A file could not be written (disk full, permissions, a library's own write error). The
-    target is untouched; the message names it and the free space on its file system. A user-facing
-    error like ``edmem.errors.EDMemError`` (see ``edmem.errors.USER_ERRORS``); defined here because
-    the runtime floor imports nothing else from edmem."""
 
 
 def temp_prefix(path: Path) -> str:
