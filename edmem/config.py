@@ -11,6 +11,7 @@ here, in ``__init__``, and only here.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,7 @@ class EDMemConfig(PretrainedConfig):
         ``overrides`` win over everything.
         """
         bart = _bart_dict(bart_config)
+        check_bart_fields(bart)
         base_vocab = int(bart["vocab_size"])
         fields: dict[str, Any] = {k: bart[k] for k in _BART_FIELDS if k in bart}
         fields.update(vocab_size=base_vocab + num_added_tokens, entity_start_token_id=base_vocab,
@@ -268,6 +270,45 @@ _BART_FIELDS = (
 # copied: they belong in a GenerationConfig and are unused by the EL forward pass.
 
 
+def check_bart_fields(bart: Mapping[str, Any]) -> None:
+    """Refuse a BART config whose fields cannot make a working model (a config.json is untrusted
+    input, docs/reliability.md): a ValueError naming the first bad field, instead of a crash deep
+    inside the forward pass."""
+    from transformers.activations import ACT2FN
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def is_number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not is_int(bart.get("vocab_size")) or bart["vocab_size"] < 1:
+        raise ValueError(f"config field 'vocab_size' must be a positive integer, got {bart.get('vocab_size')!r:.40}")
+    for name in ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
+                 "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim",
+                 "max_position_embeddings"):
+        if name in bart and not (is_int(bart[name]) and bart[name] >= 1):
+            raise ValueError(f"config field '{name}' must be a positive integer, got {bart[name]!r:.40}")
+    for heads in ("encoder_attention_heads", "decoder_attention_heads"):
+        if "d_model" in bart and heads in bart and bart["d_model"] % bart[heads]:
+            raise ValueError(f"config field 'd_model' ({bart['d_model']}) must be a multiple of "
+                             f"'{heads}' ({bart[heads]})")
+    for name in ("dropout", "attention_dropout", "activation_dropout"):
+        if name in bart and not (is_number(bart[name]) and 0 <= bart[name] <= 1):
+            raise ValueError(f"config field '{name}' must be a probability in [0, 1], got {bart[name]!r:.40}")
+    if "init_std" in bart and not (is_number(bart["init_std"]) and bart["init_std"] >= 0):
+        raise ValueError(f"config field 'init_std' must be a number >= 0, got {bart['init_std']!r:.40}")
+    if "activation_function" in bart and not (isinstance(bart["activation_function"], str)
+                                              and bart["activation_function"] in ACT2FN):
+        raise ValueError(f"config field 'activation_function' is not a known activation: "
+                         f"{bart['activation_function']!r:.40}")
+    if "scale_embedding" in bart and not isinstance(bart["scale_embedding"], bool):
+        raise ValueError(f"config field 'scale_embedding' must be true or false, got {bart['scale_embedding']!r:.40}")
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        if name in bart and not (is_int(bart[name]) and 0 <= bart[name] < bart["vocab_size"]):
+            raise ValueError(f"config field '{name}' must be a token id below vocab_size, got {bart[name]!r:.40}")
+
+
 def _bart_dict(bart_config: PretrainedConfig | Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """A BART config as a plain dict, from an object, a dict, a json file, a directory or a hub name."""
     if isinstance(bart_config, PretrainedConfig):
@@ -279,7 +320,10 @@ def _bart_dict(bart_config: PretrainedConfig | Mapping[str, Any] | str | Path) -
         path = path / "config.json"
     if path.is_file():
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        return data
     return AutoConfig.from_pretrained(str(bart_config)).to_dict()
 
 

@@ -35,3 +35,13 @@ class CheckpointError(EDMemError):
 class UsageError(EDMemError):
     """Flags or arguments that cannot work together; reported like bad input (one line, non-zero
     exit). The evaluation commands exit 2 for it, the run/pretrain commands 1."""
+
+
+class WriteError(EDMemError):
+    """A file could not be written (disk full, permissions, a library's own write error); raised
+    by :mod:`edmem.runtime.atomic`. The target is untouched; the message names it and the free
+    space on its file system."""
+
+
+# What the command lines report as one ``prog: error: ...`` line (docs/reliability.md).
+USER_ERRORS: tuple[type[Exception], ...] = (EDMemError,)

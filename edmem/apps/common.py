@@ -21,22 +21,32 @@ from edmem.errors import CheckpointError, UsageError
 from edmem.modeling.checkpoints import WEIGHTS_NAME, load_original_state_dict
 from edmem.runtime import distributed as dist_utils
 from edmem.runtime import precision as amp
-from edmem.runtime.atomic import atomic_write_text, remove_stale_temp_files
+from edmem.runtime.atomic import remove_stale_temp_files
 from edmem.runtime.distributed import DistInfo
 from edmem.runtime.logging_setup import close_logging, get_logger, setup_logging
 from edmem.runtime.seeding import seed_everything
 from edmem.training import checkpointing as ck
+from edmem.training import run_record
 from edmem.training.args import config_settings
 
 logger = get_logger()
 T = TypeVar("T")
 
 
-def require_positive(args: argparse.Namespace, names: tuple[str, ...]) -> None:
-    """Refuse a flag of ``names`` below 1."""
+def require_positive(args: argparse.Namespace, names: tuple[str, ...], minimum: int = 1) -> None:
+    """Refuse a flag of ``names`` below ``minimum``."""
     for name in names:
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+        if getattr(args, name) < minimum:
+            raise UsageError(f"--{name} must be at least {minimum} (got {getattr(args, name)})")
+
+
+def check_length_fits(flag: str, length: int, config: Any, model_name: str, extra: int = 0) -> None:
+    """Refuse a truncation length the model's learned positions cannot hold (``extra``: tokens
+    the decoder side adds to it), before any data is read."""
+    limit = config.max_position_embeddings - extra
+    if length > limit:
+        raise UsageError(f"--{flag} {length} is too long for the model of --model_name {model_name}: "
+                         f"it has {config.max_position_embeddings} positions, so at most {limit}")
 
 
 def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
@@ -51,22 +61,35 @@ def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(out)
-        if args.do_train and args.overwrite_output and not args.resume:
-            # A fresh run must not leave an older run's resume state behind.
-            for name in (ck.TRAINING_STATE, ck.BEST_META):
-                (out / name).unlink(missing_ok=True)
     dist_utils.barrier()
     return out
 
 
+def begin_training(out: Path, args: argparse.Namespace, dist: DistInfo) -> None:
+    """Called once every input has been read and checked, right before the loop: record this
+    start in ``args`` (appended) and, for a fresh ``--overwrite_output`` run, discard the older
+    run's resume state (so it cannot be resumed by mistake). A run that fails on bad input
+    before this point leaves the output directory as it was (docs/reliability.md)."""
+    if dist.is_main:
+        run_record.append_start(out, args)  # one line per start, earlier starts kept
+        if args.overwrite_output and not args.resume:
+            for name in (ck.TRAINING_STATE, ck.BEST_META):
+                (out / name).unlink(missing_ok=True)
+    dist_utils.barrier()
+
+
 def start_run(args: argparse.Namespace, dist: DistInfo, log_name: str) -> Path:
     """The output directory (:func:`prepare_output_dir`) with ``log_name`` opened and the flags
-    logged (and, when training, written to ``args``); torch threads set; every RNG seeded."""
+    logged; a ``--resume`` checked against the recorded settings; torch threads set; every RNG
+    seeded. The start is recorded in ``args`` later, by :func:`begin_training`."""
     out = prepare_output_dir(args, dist)
+    changes = []
+    if args.do_train and args.resume and (out / ck.TRAINING_STATE).is_file():
+        changes = run_record.check_resume(out, args)  # every rank: read-only, before any append
     setup_logging(out / log_name, dist.is_main, args.log_level, args.log_level_replica)
     logger.info(str(args))
-    if dist.is_main and args.do_train:
-        atomic_write_text(out / "args", f"{args}\n")
+    for change in changes:
+        logger.warning("--resume_force: resuming with a changed flag %s", change)
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     seed_everything(args.seed)
@@ -111,8 +134,10 @@ def build_config(args: argparse.Namespace, tokenizer: Any, num_rows: int,
             args.model_name, config_settings(args), entity_vocab_size=num_rows,
             generate_target=generate_target, entity_start_token_id=start, entity_end_token_id=end,
             inference_nearest_k_entity=top_k)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"--model_name {args.model_name}: cannot build the model config ({exc})") from None
+    except (ValueError, OSError, TypeError, KeyError, AttributeError) as exc:
+        # config.json of --model_name is an untrusted input (docs/reliability.md)
+        raise UsageError(f"--model_name {args.model_name}: cannot build the model config "
+                         f"({type(exc).__name__}: {exc})") from None
     if config.vocab_size != len(tokenizer):
         raise UsageError(f"--model_name {args.model_name}: the config's vocabulary "
                          f"({config.vocab_size - 2} + 2 markers) differs from the tokenizer's "
@@ -124,17 +149,33 @@ def load_tokenizer(model_name: str) -> Any:
     """The BART tokenizer of ``--model_name`` with the markers, or one clear UsageError."""
     try:
         return load_bart_tokenizer(model_name)
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a third-party loader on untrusted files (docs/reliability.md)
         raise UsageError(f"--model_name {model_name}: cannot load a BART tokenizer (a hub name, "
-                         f"or a directory with vocab.json + merges.txt): {exc}") from None
+                         f"or a directory with vocab.json + merges.txt): {type(exc).__name__}: "
+                         f"{exc}") from None
 
 
-def load_weights(model: Any, directory: str | Path, what: str) -> None:
-    """Load a checkpoint directory into ``model`` (strict); ``what`` names the flag in errors."""
+def build_model(config: Any, model_name: str) -> Any:
+    """``EDMemModel(config)``, with a config.json whose sizes cannot make a model (negative,
+    inconsistent or too large to allocate) reported as one line naming ``--model_name``."""
+    from edmem.modeling.model import EDMemModel
+
+    try:
+        return EDMemModel(config)
+    except (ValueError, TypeError, RuntimeError, MemoryError, OverflowError) as exc:
+        raise UsageError(f"--model_name {model_name}: cannot build a model from its config.json "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def load_weights(model: Any, directory: str | Path, what: str, model_name: str | None = None) -> None:
+    """Load a checkpoint directory into ``model`` (strict); ``what`` names the flag in errors, and
+    a mismatch names ``--model_name`` too (its config.json shapes the model)."""
     try:
         report = load_original_state_dict(model, directory, strict=True)
     except CheckpointError as exc:
-        raise CheckpointError(f"{what} {directory}: {exc} (do the model flags match the checkpoint?)") from None
+        source = f"the model flags and the config.json of --model_name {model_name}" if model_name else "the model flags"
+        hint = f" (do {source} match the checkpoint?)" if "does not fit" in str(exc) else ""
+        raise CheckpointError(f"{what} {directory}: {exc}{hint}") from None
     if report.filled:
         logger.info("Filled from the config: %s", ", ".join(report.filled))
     logger.info("Loaded checkpoint from %s", directory)

@@ -23,16 +23,16 @@ from typing import Any
 
 from torch.utils.data import Subset
 
-from edmem.apps.common import (amp_scaler, build_config, load_entity_rows, load_tokenizer,
-                               load_weights, open_tensorboard, require_positive,
-                               run_in_process_group, run_precision, scaler_state, start_run,
-                               wrap_ddp)
+from edmem.apps.common import (UsageError, amp_scaler, begin_training, build_config,
+                               check_length_fits, load_entity_rows, load_tokenizer, load_weights,
+                               open_tensorboard, require_positive, run_in_process_group,
+                               run_precision, scaler_state, start_run, wrap_ddp)
+from edmem.apps.common import build_model as build_checked_model
 from edmem.constants import PRETRAINING
 from edmem.data.entity_rows import EntityRows
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
-from edmem.errors import CheckpointError, EDMemError, UsageError
-from edmem.runtime.hub import resolve_model_name
+from edmem.errors import USER_ERRORS, CheckpointError, DataError
 from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.args import parse_args
@@ -46,6 +46,7 @@ from edmem.runtime import distributed as dist_utils
 from edmem.runtime.atomic import atomic_write_text
 from edmem.runtime.console import report_error
 from edmem.runtime.distributed import DistInfo
+from edmem.runtime.hub import resolve_model_name
 from edmem.runtime.logging_setup import get_logger
 from edmem.training import checkpointing as ck
 from edmem.training.loop import DevResult, LoopState, TrainJob, train
@@ -76,7 +77,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.selection_metric not in SELECTION_METRICS:
         raise UsageError(f"--selection_metric {args.selection_metric!r}: expected one of {SELECTION_METRICS}")
     require_positive(args, ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
-                            "eval_period", "max_seq_length"))
+                            "eval_period"))
+    require_positive(args, ("max_seq_length",), minimum=2)  # BOS + EOS
     if args.max_steps <= 0 and args.num_train_epochs < 1:
         raise UsageError("give --max_steps > 0 or --num_train_epochs >= 1")
     if args.compact_entity_memory and not args.id2entity_file:
@@ -95,8 +97,8 @@ def entity_rows_for(args: argparse.Namespace, out: Path) -> EntityRows:
 def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMemModel:
     """A randomly initialised model in LM+EL mode (the original pretrained from scratch, Q32), asking
     each memory read for enough candidates for recall@100 (capped by the memory size)."""
-    return EDMemModel(build_config(args, tokenizer, num_rows, generate_target=PRETRAINING,
-                                   min_top_k=max(RECALL_KS)))
+    return build_checked_model(build_config(args, tokenizer, num_rows, generate_target=PRETRAINING,
+                                            min_top_k=max(RECALL_KS)), args.model_name)
 
 
 def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> DevResult:
@@ -144,15 +146,23 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     tokenizer = load_tokenizer(args.model_name)
     special = SpecialTokenIds.from_tokenizer(tokenizer)
     rows = entity_rows_for(args, out)
+    # the decoder reads the shifted passage: same length (before the corpus is tokenised)
+    check_length_fits("max_seq_length", args.max_seq_length,
+                      build_config(args, tokenizer, rows.num_rows, generate_target=PRETRAINING),
+                      args.model_name)
     masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
                             args.loss_on_mask_tokens)
     train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
                                  row_map(rows), seed=args.seed)
+    if len(train_data) == 0:  # every line blank or skipped: nothing to train on (the log has why)
+        raise DataError("no usable passages (every line is blank or was skipped)", args.train_file)
     dev_data: Any = None
     if args.dev_file:
         # A different seed from training and a fixed epoch: every evaluation sees the same masks.
         dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, masking,
                                    row_map(rows), seed=args.seed + 1)
+        if len(dev_data) == 0:
+            raise DataError("no usable passages (every line is blank or was skipped)", args.dev_file)
         if args.max_dev_passages > 0:
             dev_data = Subset(dev_data, range(min(args.max_dev_passages, len(dev_data))))
     logger.info("Train passages: %d, dev passages: %d, memory rows: %d%s", len(train_data),
@@ -161,7 +171,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     model = build_model(args, tokenizer, rows.num_rows)
     saved = ck.load_resume_state(out, args.resume)
     if saved is None and args.pretrain_ckpt:
-        load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
+        load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt", args.model_name)
     model.to(dist.device)
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
     counts, num_epochs = step_counts(args, len(train_data), dist.world_size)
@@ -174,8 +184,15 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"step": 0, "metrics": None}
     if saved is not None:
-        state = LoopState(**ck.restore_resume_state(saved, model, optimizer, scheduler, dist, counts))
-        history, best = json.loads(saved["history"]), json.loads(saved["best"])
+        state = LoopState(**ck.restore_resume_state(saved, model, optimizer, scheduler, dist, counts,
+                                                    source=out / ck.TRAINING_STATE))
+        try:
+            history, best = json.loads(saved["history"]), json.loads(saved["best"])
+            if not (isinstance(history, list) and isinstance(best, dict) and {"step", "metrics"} <= best.keys()):
+                raise ValueError("unexpected layout")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{out / ck.TRAINING_STATE}: the pretraining history is damaged "
+                                  f"({type(exc).__name__}: {exc})") from None
         logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / ck.TRAINING_STATE,
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
     collate = PretrainCollator(special.pad)
@@ -202,6 +219,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
 
     logger.info("Starting pretraining: %d optimizer steps (%d warm-up), %d micro-batches per epoch",
                 counts.total_global_steps, counts.warmup_steps, counts.steps_per_epoch)
+    begin_training(out, args, dist)
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         outcome = train(TrainJob(
             model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, train_data=train_data,
@@ -236,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         result = pretrain(args)
-    except (EDMemError, OSError) as exc:
+    except (*USER_ERRORS, OSError) as exc:
         return report_error("edmem pretrain", exc)
     except KeyboardInterrupt:
         print("edmem pretrain: interrupted (continue with --resume)", file=sys.stderr)

@@ -19,26 +19,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edmem.apps.common import (amp_scaler, build_config, load_entity_rows, load_tokenizer,
-                               load_weights, open_tensorboard, require_positive,
-                               run_in_process_group, run_precision, scaler_state, start_run,
-                               wrap_ddp)
+from edmem.apps.common import (amp_scaler, begin_training, build_config, build_model,
+                               check_length_fits, load_entity_rows, load_tokenizer, load_weights,
+                               open_tensorboard, require_positive, run_in_process_group,
+                               run_precision, scaler_state, start_run, wrap_ddp)
 from edmem.constants import ENTITY_LINKING
 from edmem.data.collate import ELCollator
 from edmem.data.dataset import ELDataset
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.examples import ELEncodingOptions
 from edmem.data.formats import load_el_split
-from edmem.errors import CheckpointError, DataError, EDMemError, UsageError
-from edmem.runtime.hub import resolve_model_name
+from edmem.data.jsonio import check_file
+from edmem.errors import USER_ERRORS, CheckpointError, DataError, UsageError
 from edmem.evaluation.api import SelectionScores, selection_scores
 from edmem.inference.predict import predict_entities
 from edmem.inference.writer import (prediction_paths, predictions_object, write_predictions,
                                     write_scores)
-from edmem.modeling.model import EDMemModel
 from edmem.runtime import distributed as dist_utils
 from edmem.runtime.console import report_error
 from edmem.runtime.distributed import DistInfo
+from edmem.runtime.hub import resolve_model_name
 from edmem.runtime.logging_setup import get_logger
 from edmem.training import checkpointing as ck
 from edmem.training.args import parse_args
@@ -78,11 +78,12 @@ def validate_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--id2entity_file must be a .json file, got {args.id2entity_file}")
     for name in ("id2entity_file", "id2entitytokens_file", "alias_file"):
         path = getattr(args, name)
-        if path is not None and not Path(path).is_file():
-            raise DataError("file not found", path, field=f"--{name}")
+        if path is not None:
+            check_file(path, field=f"--{name}")
     require_positive(args, ("train_batch_size", "predict_batch_size", "gradient_accumulation_steps",
                             "eval_period", "num_train_epochs", "inference_nearest_k_entity",
                             "wait_step"))
+    require_positive(args, ("max_input_length",), minimum=2)
     task_dir = Path(args.data_dir) / args.task
     if not task_dir.is_dir():
         raise DataError(f"task directory not found (from --data_dir {args.data_dir} and "
@@ -117,7 +118,7 @@ def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
     for split in sorted(need, key=["train", "dev", "test"].index):
         kwargs: dict[str, Any] = {}
         if split == "train":
-            kwargs["is_entity"] = rows.__contains__
+            kwargs["is_entity"] = rows.is_target
         examples, _ = load_el_split(args.data_dir, args.task, args.datafile_prefix, split, **kwargs)
         if not examples:
             raise DataError(f"no usable {split} examples", f"{args.data_dir}/{args.task}")
@@ -158,7 +159,10 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
             logger.info("Compact entity memory: %d rows (10 reserved + %d entities of %s)",
                         rows.num_rows, rows.num_rows - 10, args.id2entity_file)
         tokenizer = load_tokenizer(args.model_name)
+        warn_reserved_ids(names, rows, args.id2entity_file)
         config = build_config(args, tokenizer, rows.num_rows)
+        # the decoder sequence is the question plus one token (edmem.data.examples.decoder_side)
+        check_length_fits("max_input_length", args.max_input_length, config, args.model_name, extra=1)
         options = ELEncodingOptions.from_args(args)
     splits = load_splits(args, rows)
     collate = ELCollator(pad_token_id=config.pad_token_id,
@@ -168,7 +172,7 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
     def eval_dataset(examples: list) -> ELDataset:
         return ELDataset(examples, tokenizer, options, is_training=False, id_to_row=lenient)
 
-    model = model_dir.model if model_dir is not None else EDMemModel(config)
+    model = model_dir.model if model_dir is not None else build_model(config, args.model_name)
     status = 0
     if args.do_train:
         status = _train(args, dist, out, model, rows, names, splits, tokenizer, options, collate,
@@ -176,6 +180,10 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
         if dist.is_main:
             export_model_dir(args, out, config, tokenizer, rows, options)
         dist_utils.barrier()
+    if args.do_predict and status == EXIT_NAN and not _has_checkpoint(out):
+        logger.error("Training stopped on a NaN/inf loss before the first checkpoint was saved: no "
+                     "predictions written (try a lower --learning_rate)")
+        return status
     if args.do_predict:
         _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
                  weights_loaded=model_dir is not None)
@@ -199,6 +207,28 @@ def export_model_dir(args: argparse.Namespace, out: Path, config: Any, tokenizer
     return target
 
 
+def _has_checkpoint(out: Path) -> bool:
+    from edmem.modeling.checkpoints import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
+    return (out / WEIGHTS_NAME).is_file() or (out / SAFE_WEIGHTS_NAME).is_file()
+
+
+def warn_reserved_ids(names: Any, rows: Any, path: str) -> int:
+    """Vocabulary ids 0-9 get no row of their own in a compact memory (rows 0-9 are reserved):
+    count them and log a warning naming a few, instead of dropping them silently."""
+    from itertools import takewhile
+
+    from edmem.data.entity_rows import NUM_RESERVED
+
+    if not rows.compact:
+        return 0
+    reserved = list(takewhile(lambda i: i < NUM_RESERVED, names.ids()))  # ids are sorted
+    if reserved:
+        logger.warning("%s: %d entity id(s) below %d (%s) are reserved rows of the compact memory; "
+                       "they cannot be predicted or trained on", path, len(reserved), NUM_RESERVED,
+                       ", ".join(map(str, reserved)))
+    return len(reserved)
+
+
 def _lenient_id_to_row(rows: Any) -> Callable[[int], int]:
     """Eval items carry no entity links, so an id outside the memory only needs to not crash."""
     return lambda entity_id: rows.id_to_row(entity_id) if entity_id in rows else 0
@@ -211,7 +241,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
         if args.pretrain_ckpt is None:
             logger.warning("No --pretrain_ckpt: training from scratch (random initialisation)")
         else:
-            load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt")
+            load_weights(model, args.pretrain_ckpt, "--pretrain_ckpt", args.model_name)
     if args.freeze_entity_memory:
         model.EntityEmbedding.weight.requires_grad_(False)
         logger.info("Entity memory frozen (--freeze_entity_memory): the optimizer skips the table")
@@ -236,7 +266,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
     state = LoopState()
     if resume_state is not None:
         state = LoopState(**ck.restore_resume_state(resume_state, model, optimizer, scheduler, dist,
-                                                    counts, data_rng))
+                                                    counts, data_rng, source=out / ck.TRAINING_STATE))
         logger.info("Resumed from %s: epoch %d, batch %d, global step %d, best EM %.2f%%, wait %d",
                     out / ck.TRAINING_STATE, state.epoch + 1, state.batch_in_epoch,
                     state.global_step, state.best * 100, state.wait)
@@ -255,6 +285,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                              entity_rows="compact" if rows.compact else "full",
                              **scaler_state(scaler))
 
+    begin_training(out, args, dist)
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         result = train(TrainJob(
             model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler,
@@ -269,7 +300,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
         return 0
     logger.info("Best EM on validation data: %.2f", result.best * 100)
     if result.stopped_by == "nan":
-        logger.error("Training stopped on a NaN/inf loss; predicting with the best checkpoint so far")
+        logger.error("Training stopped on a NaN/inf loss%s", "; predicting with the best checkpoint "
+                     "so far" if args.do_predict and _has_checkpoint(out) else "")
         return EXIT_NAN
     return 0
 
@@ -287,7 +319,7 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
              weights_loaded: bool = False) -> None:
     model.to(dist.device)
     if not weights_loaded:
-        load_weights(model, out, "--output_dir")
+        load_weights(model, out, "--output_dir", args.model_name)
     attach_index(args, dist, out, model)
     split = "dev" if args.predict_on_dev else "test"
     examples = splits[split]
@@ -334,7 +366,9 @@ def main_with_errors(argv: list[str] | None, mode: str, prog: str) -> int:
     args = parse_args(argv, mode=mode, prog=prog)
     try:
         return run(args)
-    except (EDMemError, OSError) as exc:
+    except (*USER_ERRORS, OSError) as exc:
+        return report_error(prog, exc)
+    except UnicodeDecodeError as exc:  # a reader outside edmem.data.jsonio (which names the file)
         return report_error(prog, exc)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

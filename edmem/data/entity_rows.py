@@ -16,14 +16,13 @@ saved next to the checkpoint (:data:`FILENAME`) and reloaded for prediction.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from edmem.errors import CheckpointError, DataError
+from edmem.runtime.atomic import atomic_write_text
 
 NUM_RESERVED = 10
 FILENAME = "entity_rows.json"
@@ -67,6 +66,13 @@ class EntityRows:
             return 0 <= int(entity_id) < self.num_rows
         return int(entity_id) in self._id_to_row
 
+    def is_target(self, entity_id: object) -> bool:
+        """Whether a training label may be this id: it has a row, and in a compact memory that row
+        is not one of the reserved rows 1-9 (they belong to no vocabulary entity)."""
+        if self.compact and isinstance(entity_id, (int, np.integer)) and int(entity_id) < NUM_RESERVED:
+            return False
+        return entity_id in self
+
     def id_to_row(self, entity_id: int) -> int:
         """The memory row of an entity id (``DataError`` if the memory has no row for it)."""
         if self._id_to_row is None:
@@ -93,15 +99,7 @@ class EntityRows:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``entity_rows.json`` atomically (temp file + rename)."""
-        path = Path(directory) / FILENAME
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FILENAME}.", suffix=".tmp")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_json(), handle)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(Path(directory) / FILENAME, json.dumps(self.to_json()))
 
     @classmethod
     def load(cls, directory: str | Path) -> "EntityRows | None":
@@ -111,9 +109,13 @@ class EntityRows:
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != FORMAT:
-                raise ValueError(f"unknown format {data.get('format')!r}")
-            ids = [int(i) for i in data["ids"]]
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError(f"unknown format {data.get('format') if isinstance(data, dict) else data!r:.60}")
+            ids = data["ids"]
+            if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+                raise ValueError("'ids' must be a list of integers")
+            if any(a >= b for a, b in zip(ids, ids[1:])) or (ids and ids[0] < NUM_RESERVED):
+                raise ValueError(f"'ids' must be increasing and at least {NUM_RESERVED}")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # UnicodeDecodeError too
             raise CheckpointError(f"{path}: not a valid entity-row mapping ({exc})") from None
         return cls(np.array(list(range(NUM_RESERVED)) + ids, dtype=np.int64), compact=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from itertools import accumulate, islice
 from typing import Any, Iterable, Iterator, Sequence
 
-from edmem.data.jsonio import read_json
+from edmem.data.jsonio import check_file, read_json
 from edmem.errors import DataError
 
 
@@ -137,6 +137,9 @@ def load_id2entity(path: str | Path) -> EntityNames:
         for a, b in zip(ids, islice(ids, 1, None)):
             if a == b:
                 raise DataError(f"entity id {a} appears twice", path, field=str(a))
+    if ids and ids[0] < 0:
+        raise DataError(f"entity id {ids[0]} is negative (ids are memory rows, 0 or more)", path,
+                        field=str(ids[0]))
     return EntityNames(ids, names)
 
 
@@ -153,9 +156,9 @@ def load_entity_list(path: str | Path) -> EntityNames:
 
 def load_entity_names(path: str | Path) -> EntityNames:
     """Either vocabulary format, chosen by the file's first non-blank character."""
-    with Path(path).open("r", encoding="utf-8") as handle:
+    with check_file(path).open("rb") as handle:
         head = handle.read(64).lstrip()
-    return load_entity_list(path) if head.startswith("[") else load_id2entity(path)
+    return load_entity_list(path) if head.startswith(b"[") else load_id2entity(path)
 
 
 def load_entity_tokens(path: str | Path) -> dict[int, list[list[int]]]:

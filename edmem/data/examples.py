@@ -71,7 +71,7 @@ def encode_question(tokenizer: Any, example: ELExample, options: ELEncodingOptio
                                     bos_prefix=options.add_another_bos, id_to_row=id_to_row)
     except AlignmentError as exc:
         raise DataError(f"question {example.id!r}: mention spans do not fit the tokens ({exc})",
-                        line=example.line or None, field="link_offset") from None
+                        example.path, line=example.line or None, field="link_offset") from None
 
 
 def choose_answer_entity(answer_entities: Sequence[tuple[int, str]], rng: ChoiceRNG) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
 from edmem.constants import NIL_ENTITY
-from edmem.data.jsonio import iter_jsonl, read_json
+from edmem.data.jsonio import iter_jsonl, read_json, unique_keys
 from edmem.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class ELExample:
     mentions: list[Mention]
     answer_entities: list[tuple[int, str]] | None
     line: int
+    path: str | None = None  # the file it came from (named in errors found while encoding)
 
 
 @dataclass
@@ -167,8 +168,8 @@ def parse_mentions(obj: dict[str, Any], text: str, path: Path | str, line: int,
             raise DataError(f"entry {k} links to {target}: the NIL entity 0 or a negative id",
                             path, line, fields[2])
         if check is not None and not check(target):
-            raise DataError(f"entry {k}: entity id {target} is not in the entity memory",
-                            path, line, fields[2])
+            raise DataError(f"entry {k}: entity id {target} is not in the entity memory"
+                            f"{_reserved_note(target)}", path, line, fields[2])
         mentions.append(Mention(off, length, target))
     return _repair_spans(mentions, line, report)
 
@@ -188,6 +189,11 @@ def _repair_spans(mentions: list[Mention], line: int, report: LoadReport) -> lis
     return kept
 
 
+def _reserved_note(entity_id: int) -> str:
+    """Ids 1-9 name reserved rows of a compact memory (docs/data.md), never an entity."""
+    return " (ids 1-9 are reserved rows of a compact memory)" if 0 < entity_id < 10 else ""
+
+
 def _answer_entities(obj: dict[str, Any], path: Path, line: int,
                      check: EntityCheck | None) -> list[tuple[int, str]] | None:
     raw = obj.get("answer_entity")
@@ -204,8 +210,8 @@ def _answer_entities(obj: dict[str, Any], path: Path, line: int,
             raise DataError(f"entry {k} is {entry!r}, expected [entity_id, name]",
                             path, line, "answer_entity")
         if entity_id <= NIL_ENTITY or (check is not None and not check(entity_id)):
-            raise DataError(f"entry {k}: entity id {entity_id} is not in the entity memory",
-                            path, line, "answer_entity")
+            raise DataError(f"entry {k}: entity id {entity_id} is not in the entity memory"
+                            f"{_reserved_note(entity_id)}", path, line, "answer_entity")
         result.append((entity_id, entry[1]))
     return result or None
 
@@ -251,7 +257,8 @@ def load_el_examples(path: str | Path, *, is_training: bool,
         if is_training and answer_entities is None:
             report.skip("no_answer_entity", line)
             continue
-        examples.append(ELExample(qid, question, list(answers), mentions, answer_entities, line))
+        examples.append(ELExample(qid, question, list(answers), mentions, answer_entities, line,
+                                  str(path)))
         report.kept += 1
     if log is not None:
         report.log(log)
@@ -276,7 +283,7 @@ class AnswerLink(NamedTuple):
 def load_answer_links(path: str | Path) -> dict[str, dict[str, AnswerLink] | None]:
     """SLING file ``{id: null | {answer: [qid, name, id_str]}}``; None marks a non-linkable question."""
     path = Path(path)
-    data = read_json(path)
+    data = read_json(path, object_pairs_hook=unique_keys)
     if not isinstance(data, dict):
         raise DataError(f"expected a JSON object keyed by question id, got {type(data).__name__}",
                         path)

@@ -109,12 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = DemoSettings(**{f.name: getattr(args, f.name) for f in fields(DemoSettings)
                                if hasattr(args, f.name)})
     from edmem.demo.pipeline import prepare_output_dir, run_demo
-    from edmem.errors import EDMemError
+    from edmem.errors import USER_ERRORS
 
     try:
         prepare_output_dir(settings.output_dir, args.overwrite)
         run_demo(settings)
-    except EDMemError as exc:
+    except USER_ERRORS as exc:
         print(f"edmem demo: error: {exc}", file=sys.stderr)
         return 2
     return 0

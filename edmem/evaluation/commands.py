@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from edmem.errors import EDMemError, UsageError
+from edmem.errors import USER_ERRORS, DataError, EDMemError, UsageError
 from edmem.evaluation.api import ScoreReport, evaluate_files
 from edmem.evaluation.metrics import DEFAULT_KS
 
@@ -19,6 +19,17 @@ from edmem.evaluation.metrics import DEFAULT_KS
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+def _cut_off(text: str) -> int:
+    """A hits@k cut-off: a whole number of at least 1 (``hits@0`` / ``hits@-1`` mean nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid cut-off {text!r}: expected a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid cut-off {value}: hits@k needs k >= 1")
+    return value
 
 
 def _parser(prog: str, description: str, *, ans_link: bool, entity_vocab: str | None,
@@ -39,7 +50,7 @@ def _parser(prog: str, description: str, *, ans_link: bool, entity_vocab: str | 
                             help="entity names, a JSON list (entity_1m.json); only the 'valid "
                                  "entity name' lines depend on it")
     if ks:
-        parser.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), metavar="K",
+        parser.add_argument("--ks", type=_cut_off, nargs="+", default=list(DEFAULT_KS), metavar="K",
                             help="cut-offs for hits@k (default: %(default)s)")
     parser.add_argument("--json", dest="json_out", default=None, metavar="OUT",
                         help="also write every figure to this JSON file")
@@ -59,7 +70,7 @@ def _run(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         document = body(args)
         if args.json_out:
             _write_json(args.json_out, document)
-    except EDMemError as exc:
+    except USER_ERRORS as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except UnicodeDecodeError as exc:
@@ -73,10 +84,14 @@ def _run(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
 
 
 def _write_json(path: str, document: dict[str, Any]) -> None:
+    """Atomic: a failed write leaves the previous report as it was (docs/reliability.md)."""
+    from edmem.runtime.atomic import atomic_write_text
+
     target = Path(path)
-    with target.open("w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
-        handle.write("\n")
+    if target.is_dir():
+        raise DataError("is a directory; --json needs a file name", target, field="--json")
+    text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write_text(target, text, make_parents=False)
 
 
 def _evaluate(args: argparse.Namespace, **options: Any) -> ScoreReport:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from edmem.data.jsonio import iter_jsonl, read_json
+from edmem.data.jsonio import iter_jsonl, read_json, unique_keys
 from edmem.errors import DataError
 from edmem.evaluation.normalize import vocabulary_key
 
@@ -146,8 +146,9 @@ def load_gold(path: str | Path, echo: Echo = None) -> GoldSet:
 
 
 def load_predictions(path: str | Path, echo: Echo = None) -> dict[str, Any]:
-    """Read ``predictions.json`` (a JSON object keyed by question id); echo ``Load n predictions``."""
-    data = read_json(path)
+    """Read ``predictions.json`` (a JSON object keyed by question id; a key given twice is an
+    error, not "last wins"); echo ``Load n predictions``."""
+    data = read_json(path, object_pairs_hook=unique_keys)
     if not isinstance(data, dict):
         raise DataError(f"a prediction file must hold a JSON object {{id: prediction}}, got "
                         f"{type(data).__name__}", path)
@@ -171,15 +172,17 @@ def check_same_ids(predictions: Mapping[str, Any], gold: GoldSet, pred_path: str
             parts.append(f"{len(missing)} gold question(s) without a prediction ({_some(missing)})")
         if extra:
             parts.append(f"{len(extra)} prediction(s) for ids not in {gold.path} ({_some(extra)})")
-        raise DataError("prediction ids do not match the gold file: " + "; ".join(parts), pred_path)
+        raise DataError(f"prediction ids do not match the gold file {gold.path}: " + "; ".join(parts),
+                        pred_path)
 
 
 def load_answer_linkability(path: str | Path, question_ids: Iterable[str]) -> dict[str, bool]:
     """Read a SLING ``sling_invocab-*.json``; return ``{id: linkable}`` for ``question_ids``.
 
-    A question is linkable iff its value is not null. Every question must be present.
+    A question is linkable iff its value is not null. Every question must be present; a question
+    given twice is an error.
     """
-    data = read_json(path)
+    data = read_json(path, object_pairs_hook=unique_keys)
     if not isinstance(data, dict):
         raise DataError(f"an answer-link file must hold a JSON object {{id: null | {{answer: "
                         f"[qid, name, entity_id]}}}}, got {type(data).__name__}", path)

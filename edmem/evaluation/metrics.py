@@ -72,6 +72,8 @@ def ranking_metrics(topk_by_id: Mapping[str, Sequence[int]],
     ranks = [first_rank(topk_by_id[qid], gold) for qid, gold in gold_ids_by_id.items()]
     lengths = [len(topk_by_id[qid]) for qid in gold_ids_by_id]
     hits = {}
+    if any(k < 1 for k in ks):
+        raise ValueError(f"hits@k cut-offs must be at least 1, got {list(ks)}")
     for k in ks:
         tally = Tally.of([r is not None and r <= k for r in ranks])
         hits[f"hits@{k}"] = {"hits": tally.correct, "percent": json_number(tally.em)}

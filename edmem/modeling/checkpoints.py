@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,6 +30,7 @@ WEIGHTS_NAME = "pytorch_model.bin"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 OPTIONAL_KEYS = ("LMLoss.weight",)
+MAX_KEYS_SHOWN = 12  # per kind in error messages (a wrong config mismatches every layer)
 
 
 @dataclass
@@ -49,7 +51,9 @@ class StateDictReport:
         for name in ("missing", "unexpected", "mismatched"):
             values = getattr(self, name)
             if values:
-                parts.append(f"{len(values)} {name} key(s): {', '.join(values)}")
+                shown = values[:MAX_KEYS_SHOWN]
+                more = f" and {len(values) - len(shown)} more" if len(values) > len(shown) else ""
+                parts.append(f"{len(values)} {name} key(s): {', '.join(shown)}{more}")
         return "; ".join(parts) or "all keys matched"
 
 
@@ -85,7 +89,25 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor "
+                                  "(not a model state dict)")
+    check_finite(state, path)
     return dict(state)
+
+
+def check_finite(state: Mapping[str, Any], where: str | os.PathLike | None = None) -> None:
+    """Refuse a state dict whose floating-point tensors hold NaN or inf: such a checkpoint loads
+    and then predicts garbage with exit 0. One pass over the weights (cheap next to loading)."""
+    bad = [key for key, value in state.items()
+           if isinstance(value, torch.Tensor) and value.is_floating_point()
+           and not bool(torch.isfinite(value).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        prefix = f"{where}: " if where is not None else ""
+        raise CheckpointError(f"{prefix}non-finite weights (NaN or inf) in {len(bad)} tensor(s): "
+                              f"{shown}; the checkpoint is damaged (e.g. saved after a diverged step)")
 
 
 def _canonicalise(state: dict[str, torch.Tensor], report: StateDictReport) -> dict[str, torch.Tensor]:
@@ -118,6 +140,8 @@ def load_original_state_dict(model: EDMemModel, path_or_state: str | os.PathLike
     keys are loaded and the report lists the rest.
     """
     raw = read_state_dict(path_or_state) if not isinstance(path_or_state, Mapping) else dict(path_or_state)
+    if isinstance(path_or_state, Mapping):
+        check_finite(raw)  # files were checked by read_state_dict (which names the file)
     report = StateDictReport()
     state = _canonicalise(raw, report)
     lm_weight = state.pop("LMLoss.weight", None)

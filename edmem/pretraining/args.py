@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from edmem.training.args import FLAGS, G_DATA, G_MODEL, G_OPT, G_RUN, Flag, add_flag, none_or_str
+from edmem.training.args import FLAGS, G_DATA, G_MODEL, G_OPT, G_RUN, Flag, add_flag, finite_float, none_or_str
 
 G_OBJ = "pretraining objectives"
 G_EVAL = "evaluation and checkpoint selection"
@@ -52,7 +52,8 @@ SHARED: dict[str, dict] = {
     "wait_step": {"default": 0, "help": "stop after this many evaluations without a strict "
                                         "improvement of the selection metric (0 = never stop early)"},
     "seed": {}, "local_rank": {}, "log_level": {}, "log_level_replica": {},
-    "resume": {}, "save_training_state": {}, "tensorboard": {}, "num_threads": {}, "device": {}, "fp16": {}, "bf16": {}, "dist_timeout": {},
+    "resume": {}, "resume_force": {}, "save_training_state": {}, "tensorboard": {}, "num_threads": {},
+    "device": {}, "fp16": {}, "bf16": {}, "dist_timeout": {},
 }
 
 OWN: tuple[Flag, ...] = (
@@ -66,11 +67,11 @@ OWN: tuple[Flag, ...] = (
     Flag("max_seq_length", 128, G_DATA, "truncation length of an encoded passage (with BOS/EOS)",
          type=int),
     Flag("max_dev_passages", 0, G_EVAL, "evaluate on the first N dev passages only (0 = all)", type=int),
-    Flag("mlm_probability", 0.3, G_OBJ, "chance that a non-special token is masked", type=float),
+    Flag("mlm_probability", 0.3, G_OBJ, "chance that a non-special token is masked", type=finite_float),
     Flag("ssm_probability", 0.5, G_OBJ,
-         "chance that a mention's tokens (between <E_s> and <E_e>) are all masked", type=float),
+         "chance that a mention's tokens (between <E_s> and <E_e>) are all masked", type=finite_float),
     Flag("mlm_random_replace", 0.0, G_OBJ,
-         "share of MLM-selected tokens replaced by a random token instead of <mask>", type=float),
+         "share of MLM-selected tokens replaced by a random token instead of <mask>", type=finite_float),
     Flag("loss_on_mask_tokens", False, G_OBJ,
          "LM loss on masked positions only (default: on every non-pad token, as the original)",
          boolean=True),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from edmem.errors import EDMemError
+from edmem.errors import USER_ERRORS
 
 EXIT_ERROR = 1
 
@@ -24,6 +24,13 @@ def report_error(prog: str, exc: BaseException) -> int:
     """Print bad input as one line ``<prog>: error: [rank r] <message>`` (the rank only under
     several processes); return :data:`EXIT_ERROR`."""
     where = f"[rank {os.environ.get('RANK', '0')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, USER_ERRORS):
+        message = str(exc)
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        message = f"{exc.filename}: {exc.strerror or exc}"
+    elif isinstance(exc, UnicodeDecodeError):
+        message = f"an input file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    else:
+        message = f"{type(exc).__name__}: {exc}"
     print(f"{prog}: error: {where}{message}", file=sys.stderr)
     return EXIT_ERROR

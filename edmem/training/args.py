@@ -14,6 +14,7 @@ original mixes ``store_true`` flags and ``str2bool`` flags and users mix them up
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,6 +28,26 @@ def task_name(text: str) -> str:
     if not text or "/" in text or "\\" in text or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"invalid task name {text!r}: one directory name expected")
     return text
+
+
+def file_prefix(text: str) -> str:
+    """A file-name prefix: no path separators, so ``{prefix}predictions.json`` stays inside
+    ``--output_dir`` (``--prefix ../x_`` would write outside it)."""
+    if any(sep in text for sep in ("/", "\\", os.sep, "\0")):
+        raise argparse.ArgumentTypeError(f"invalid prefix {text!r}: a file-name prefix cannot "
+                                         "contain path separators")
+    return text
+
+
+def finite_float(text: str) -> float:
+    """A float that is a real number (``nan`` / ``inf`` would only fail later, during training)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 # Groups, in the order `--help` shows them.
@@ -55,7 +76,7 @@ def none_or_str(value: str) -> str | None:
 
 
 def none_or_float(value: str) -> float | None:
-    return None if value in ("None", "none") else float(value)
+    return None if value in ("None", "none") else finite_float(value)
 
 
 @dataclass(frozen=True)
@@ -105,7 +126,8 @@ FLAGS: tuple[Flag, ...] = (
          "predict the dev split instead of test (the file is still {prefix}predictions.json)",
          boolean=True),
     Flag("prefix", "", G_RUN,
-         "prefix of the prediction file names (and of the log file when not training)"),
+         "prefix of the prediction file names (and of the log file when not training); no path "
+         "separators", type=file_prefix),
     Flag("debug", False, G_RUN,
          "use the first 10 training examples as train, dev and test; sequential order",
          boolean=True),
@@ -128,10 +150,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("entity_embed_size", 256, G_MODEL, "entity embedding size d_e", type=int),
     Flag("entity_vocab_size", 1000010, G_MODEL,
          "rows of the entity memory (1000010 for the official checkpoints)", type=int),
-    Flag("dropout", 0.1, G_MODEL, "hidden dropout of every layer and of the memory", type=float,
+    Flag("dropout", 0.1, G_MODEL, "hidden dropout of every layer and of the memory", type=finite_float,
          modes=_TRAIN),
     Flag("elloss_weight", 1.0, G_MODEL, "no effect in entity linking (answer generation only)",
-         type=float, modes=_NONE),
+         type=finite_float, modes=_NONE),
     Flag("entity_token_weight", None, G_MODEL,
          "LM class weight of the marker tokens; only decides whether checkpoints carry LMLoss.weight",
          type=none_or_float),
@@ -180,18 +202,18 @@ FLAGS: tuple[Flag, ...] = (
     Flag("train_batch_size", 64, G_OPT, "examples per process and micro-step", type=int,
          modes=_TRAIN),
     Flag("predict_batch_size", 64, G_OPT, "examples per process at evaluation/prediction", type=int),
-    Flag("learning_rate", 1e-5, G_OPT, "peak learning rate (AdamW)", type=float, modes=_TRAIN),
+    Flag("learning_rate", 1e-5, G_OPT, "peak learning rate (AdamW)", type=finite_float, modes=_TRAIN),
     Flag("weight_decay", 0.01, G_OPT,
          "decoupled weight decay; never applied to biases, LayerNorms or embedding tables",
-         type=float, modes=_TRAIN),
-    Flag("adam_epsilon", 1e-8, G_OPT, "AdamW epsilon", type=float, modes=_TRAIN),
-    Flag("max_grad_norm", 0.1, G_OPT, "gradient clipping (global L2 norm)", type=float, modes=_TRAIN),
+         type=finite_float, modes=_TRAIN),
+    Flag("adam_epsilon", 1e-8, G_OPT, "AdamW epsilon", type=finite_float, modes=_TRAIN),
+    Flag("max_grad_norm", 0.1, G_OPT, "gradient clipping (global L2 norm)", type=finite_float, modes=_TRAIN),
     Flag("gradient_accumulation_steps", 1, G_OPT, "micro-steps per optimizer step", type=int,
          modes=_TRAIN),
     Flag("num_train_epochs", 1000, G_OPT, "epoch budget (early stopping usually ends training)",
          type=int, modes=_TRAIN),
     Flag("warmup_ratio", 0.1, G_OPT, "fraction of the planned optimizer steps used for warm-up",
-         type=float, modes=_TRAIN),
+         type=finite_float, modes=_TRAIN),
     Flag("wait_step", 10, G_OPT, "stop after this many evaluations without a strict improvement",
          type=int, modes=_TRAIN),
     Flag("eval_period", 1000, G_OPT, "evaluate on dev every this many optimizer steps", type=int,
@@ -199,6 +221,10 @@ FLAGS: tuple[Flag, ...] = (
     # ---- edmem additions ----
     Flag("resume", False, G_RUN,
          "[edmem] continue an interrupted run of --output_dir from its last saved training state",
+         boolean=True, modes=_TRAIN),
+    Flag("resume_force", False, G_RUN,
+         "[edmem] with --resume, continue even if flags that change the result (learning rate, "
+         "seed, data, model shape, ...) differ from the run being resumed (each is logged)",
          boolean=True, modes=_TRAIN),
     Flag("save_training_state", True, G_RUN,
          "[edmem] save model+optimizer+RNG state at every evaluation so --resume can continue",

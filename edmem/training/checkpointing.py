@@ -129,9 +129,24 @@ def save_resume_state(output_dir: str | Path, model: Any, optimizer: Any, schedu
 
 def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, scheduler: Any,
                          dist: DistInfo, counts: Any,
-                         data_rng: np.random.RandomState | None = None) -> dict[str, Any]:
+                         data_rng: np.random.RandomState | None = None,
+                         source: str | Path = TRAINING_STATE) -> dict[str, Any]:
     """Load a saved state into model, optimizer, scheduler and this rank's RNGs; return the loop
-    position. Refused when the world size or the step counts differ from the saving run's."""
+    position. Refused when the world size or the step counts differ from the saving run's, and
+    (as a CheckpointError naming ``source``, never a traceback) when a part is missing or of the
+    wrong kind."""
+    try:
+        return _restore(saved, model, optimizer, scheduler, dist, counts, data_rng)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: the training state is damaged or not from this edmem "
+                              f"({type(exc).__name__}: {exc}); start again with "
+                              "--overwrite_output True") from None
+
+
+def _restore(saved: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, dist: DistInfo,
+             counts: Any, data_rng: np.random.RandomState | None) -> dict[str, Any]:
     if saved["world_size"] != dist.world_size:
         raise CheckpointError(f"the training state was saved by {saved['world_size']} process(es); "
                               f"resume it with the same number (got {dist.world_size})")
@@ -139,6 +154,12 @@ def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, sche
         raise CheckpointError("the training state was saved with other step counts (batch size, "
                               "epochs, data or gradient accumulation changed); resume with the "
                               "original flags")
+    from edmem.modeling.checkpoints import check_finite
+
+    check_finite(saved["model"], "the training state")
+    check_finite({f"optimizer state {index}.{name}": value
+                  for index, slots in saved["optimizer"]["state"].items()
+                  for name, value in slots.items()}, "the training state")
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as exc:
@@ -147,7 +168,24 @@ def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, sche
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     restore_rng_state(saved["rng"][dist.rank], data_rng)
-    return saved["loop"]
+    return _checked_loop(saved["loop"])
+
+
+# the loop position's fields and their types (edmem.training.loop.LoopState)
+_LOOP_FIELDS = {"epoch": int, "batch_in_epoch": int, "local_step": int, "global_step": int,
+                "best": (int, float), "wait": int, "finished": bool}
+
+
+def _checked_loop(loop: Any) -> dict[str, Any]:
+    """The saved loop position, refused (ValueError) unless every field has its type and counters
+    are not negative (a damaged state would otherwise fail inside the training loop)."""
+    if not isinstance(loop, dict) or set(loop) != set(_LOOP_FIELDS):
+        raise ValueError(f"the loop position must hold {sorted(_LOOP_FIELDS)}")
+    for name, kind in _LOOP_FIELDS.items():
+        value = loop[name]
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
+            raise ValueError(f"loop field {name!r} is {value!r:.40}")
+    return loop
 
 
 # ---- best checkpoint -----------------------------------------------------------------------
