@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("edmem.evaluation.cli", "score predictions (exact_match / entity_linking_eval / hits@k)"),
     "pretrain": ("edmem.pretraining.cli", "pretrain the entity memory on entity-annotated passages"),
     "demo": ("edmem.demo.cli", "build the geographic knowledge base, pretrain, fine-tune, predict, evaluate"),
+    "memory": ("edmem.knowledge.cli", "add entities, edit facts, hide entities in a model directory's memory"),
     "export-trie": ("edmem.data.tries", "convert a prefix-trie pickle to JSON (restricted unpickler)"),
     "run_qa": ("edmem.run_qa", "the original run_QA.py command line (same flags)"),
 }
