@@ -147,3 +147,37 @@ def run_demo_with_heldout(output_dir: Path, count: int, seed: int = 0, **setting
         return run_demo(s)
     finally:
         build.build_demo_data = real_build
+
+
+def finetune_from(output_dir: Path, pretrain_ckpt: Path, seed: int = 0, **settings: Any) -> None:
+    """Stages 4-5 of the demo (EL fine-tuning with the memory frozen, test prediction) on the
+    held-out data already in ``output_dir``, from ``pretrain_ckpt``.
+
+    For a run whose pretraining had to be cut short on a loaded machine: the checkpoint of an
+    earlier evaluation (pretraining keeps the best one so far) is fine-tuned exactly as the demo
+    would fine-tune the final one (docs/knowledge.md says which was used)."""
+    from edmem.demo.build import DATAFILE_PREFIX, TASK, DemoDataPaths
+    from edmem.demo.pipeline import DemoSettings, run_qa, run_qa_argv
+    from edmem.training.logging_setup import close_logging
+
+    s = DemoSettings(output_dir=output_dir, seed=seed, **settings)
+    root = output_dir / "data"
+    el_dir = root / "openqa" / TASK / "entity_linking"
+    paths = DemoDataPaths(
+        root=root, data_dir=root / "openqa", task=TASK, datafile_prefix=DATAFILE_PREFIX,
+        el={x: el_dir / f"el_{TASK}-{x}.jsonl" for x in ("train", "dev", "test")},
+        sling={x: el_dir / f"sling_invocab-{x}.json" for x in ("train", "dev", "test")},
+        entid2entityitemid=root / "wikipedia" / f"entid2entityitemid_{TASK}.json",
+        entity_names=root / "wikipedia" / f"entity_{TASK}.json",
+        entity_tokens=root / "wikipedia" / f"entity_tokens_{TASK}.json",
+        pretrain_train=root / "pretraining" / f"{TASK}_passages-train.jsonl",
+        pretrain_dev=root / "pretraining" / f"{TASK}_passages-dev.jsonl",
+        manifest=root / "manifest.json", num_entity_rows=0)
+    import torch
+    torch.set_num_threads(s.num_threads)
+    for train in (True, False):
+        try:
+            run_qa(run_qa_argv(s, paths, output_dir / "tokenizer", output_dir / "finetune", train=train,
+                               pretrain_ckpt=pretrain_ckpt if train else None))
+        finally:
+            close_logging()

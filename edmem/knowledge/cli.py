@@ -99,7 +99,9 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    # Warnings the user must see are printed below from the change record; the library's own
+    # log lines only with --verbose.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     prog = f"{PROG} {args.command}"
     from edmem.errors import EDMemError
@@ -129,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 1
+    text = record.get("passages")
+    if isinstance(text, dict) and text.get("name_mismatches"):
+        print(f"{prog}: warning: {text['path']}: {text['name_mismatches']} mention(s) whose text is not "
+              "their entity's name or an alias (used anyway); first: "
+              + "; ".join(text["name_mismatch_examples"]), file=sys.stderr)
     if args.verbose:
         print(json.dumps(record, indent=1))
     return 0

@@ -56,7 +56,8 @@ class PassageSet:
     def summary(self) -> dict[str, object]:
         return {"path": str(self.path), "sha256": self.sha256, "passages": len(self.passages),
                 "mentions": sum(len(p.mentions) for p in self.passages),
-                "name_mismatches": self.name_mismatches, "repaired": dict(self.report.repaired)}
+                "name_mismatches": self.name_mismatches, "name_mismatch_examples": self.mismatch_examples,
+                "repaired": dict(self.report.repaired)}
 
 
 def _is_int(value: object) -> bool:
