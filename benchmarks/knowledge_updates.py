@@ -370,19 +370,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"threads": args.num_threads}
     if args.sweep:
         result["add_dev"] = []
-        for init in ("name", "type_mean"):
-            for lr in (0.02, 0.05, 0.1):
-                s = FitSettings(steps=args.add_steps, learning_rate=lr, batch_size=32, progress=False)
-                r = run_add(world, dev_ids, init=init, settings=s)
-                result["add_dev"].append({"init": init, "lr": lr, **{k: v for k, v in r.items() if k[0] != "_"}})
-                print(json.dumps(result["add_dev"][-1]), file=sys.stderr)
+        for init, lr in (("name", 0.05), ("type_mean", 0.05), ("name", 0.02), ("name", 0.1)):
+            s = FitSettings(steps=args.add_steps, learning_rate=lr, batch_size=32, progress=False)
+            r = run_add(world, dev_ids, init=init, settings=s)
+            result["add_dev"].append({"init": init, "lr": lr, **{k: v for k, v in r.items() if k[0] != "_"}})
+            print(json.dumps(result["add_dev"][-1]), file=sys.stderr)
         spec = specificity_set(world, dev_edits, count=200)
         result["edit_dev"] = []
-        for steps, anchor, rows_mode in ((args.edit_steps, 0.0, "linked"), (args.edit_steps, 0.0, "subject"),
-                                         (args.edit_steps, 1.0, "linked"), (2 * args.edit_steps, 0.0, "linked")):
-            s = FitSettings(steps=steps, learning_rate=args.edit_lr, anchor=anchor, batch_size=32, progress=False)
+        for lr, anchor, rows_mode in ((args.edit_lr, 0.0, "linked"), (args.edit_lr, 0.0, "subject"),
+                                      (args.edit_lr / 5, 0.0, "linked"), (args.edit_lr, 1.0, "linked")):
+            s = FitSettings(steps=args.edit_steps, learning_rate=lr, anchor=anchor, batch_size=32, progress=False)
             r = run_edits(world, dev_edits, spec, settings=s, batch_settings=s, rows_mode=rows_mode, batch=False)
-            result["edit_dev"].append({"steps": steps, "anchor": anchor, **r})
+            result["edit_dev"].append({"steps": args.edit_steps, "lr": lr, "anchor": anchor, **r})
             print(json.dumps(result["edit_dev"][-1]), file=sys.stderr)
         return result
     # (a) add, test entities
