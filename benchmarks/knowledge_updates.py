@@ -360,28 +360,33 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.num_threads)
     world = load_world(Path(args.demo_dir))
-    add_settings = FitSettings(steps=args.add_steps, learning_rate=args.add_lr, batch_size=32, progress=False)
+    add_settings = FitSettings(steps=args.add_steps, learning_rate=args.add_lr, batch_size=32,
+                               norm_cap=args.norm_cap, progress=False)
     edit_settings = FitSettings(steps=args.edit_steps, learning_rate=args.edit_lr, anchor=args.edit_anchor,
-                                batch_size=32, progress=False)
+                                batch_size=32, norm_cap=args.norm_cap, progress=False)
     batch_settings = FitSettings(steps=args.batch_steps, learning_rate=args.edit_lr, anchor=args.edit_anchor,
-                                 batch_size=32, progress=False)
+                                 batch_size=32, norm_cap=args.norm_cap, progress=False)
     dev_ids, test_ids = add_split(world)
     dev_edits, test_edits = make_edits(world)
     result: dict[str, Any] = {"threads": args.num_threads}
     if args.sweep:
         result["add_dev"] = []
-        for init, lr in (("name", 0.05), ("type_mean", 0.05), ("name", 0.02), ("name", 0.1)):
+        if args.skip_add_sweep:
+            inits = ()
+        else:
+            inits = (("name", 0.05), ("type_mean", 0.05), ("name", 0.02), ("name", 0.1))
+        for init, lr in inits:
             s = FitSettings(steps=args.add_steps, learning_rate=lr, batch_size=32, progress=False)
             r = run_add(world, dev_ids, init=init, settings=s)
             result["add_dev"].append({"init": init, "lr": lr, **{k: v for k, v in r.items() if k[0] != "_"}})
             print(json.dumps(result["add_dev"][-1]), file=sys.stderr)
         spec = specificity_set(world, dev_edits, count=200)
         result["edit_dev"] = []
-        for lr, anchor, rows_mode in ((args.edit_lr, 0.0, "linked"), (args.edit_lr, 0.0, "subject"),
-                                      (args.edit_lr / 5, 0.0, "linked"), (args.edit_lr, 1.0, "linked")):
-            s = FitSettings(steps=args.edit_steps, learning_rate=lr, anchor=anchor, batch_size=32, progress=False)
+        for lr, cap, rows_mode in ((args.edit_lr, True, "linked"), (args.edit_lr, True, "subject"),
+                                   (args.edit_lr / 5, True, "linked"), (args.edit_lr / 5, False, "linked")):
+            s = FitSettings(steps=args.edit_steps, learning_rate=lr, norm_cap=cap, batch_size=32, progress=False)
             r = run_edits(world, dev_edits, spec, settings=s, batch_settings=s, rows_mode=rows_mode, batch=False)
-            result["edit_dev"].append({"steps": args.edit_steps, "lr": lr, "anchor": anchor, **r})
+            result["edit_dev"].append({"steps": args.edit_steps, "lr": lr, "norm_cap": cap, **r})
             print(json.dumps(result["edit_dev"][-1]), file=sys.stderr)
         return result
     # (a) add, test entities
@@ -430,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     m = sub.add_parser("measure", help="the add and edit measurements (JSON on stdout)")
     m.add_argument("--demo_dir", default="runs/knowledge-demo")
     m.add_argument("--sweep", action="store_true", help="the dev sweep instead of the test figures")
+    m.add_argument("--skip_add_sweep", action="store_true", help="in --sweep, only the edit settings")
+    m.add_argument("--no_norm_cap", dest="norm_cap", action="store_false")
     m.add_argument("--num_threads", type=int, default=1)
     m.add_argument("--init", default="name")
     m.add_argument("--add_steps", type=int, default=150)

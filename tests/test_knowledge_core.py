@@ -177,3 +177,18 @@ def test_passage_file_errors_and_warnings(tmp_path) -> None:
     warned = read_passages(kt.write_jsonl([wrong, *kt.edit_passages()], tmp_path / "w.jsonl"), known, names)
     assert warned.name_mismatches == 1 and "'Gaul' links 1000" in warned.mismatch_examples[0]
     assert len(warned.passages) == 2  # counted, not dropped
+
+
+def test_norm_cap_keeps_fitted_rows_from_growing(tmp_path) -> None:
+    norms = {}
+    for cap in (True, False):
+        p = kt.build_parts(tmp_path / f"c{cap}")
+        table = p["model"].EntityEmbedding.weight
+        row = p["rows"].id_to_row(1000)
+        limit = max(float(table[:, row].norm()), float(table.detach()[:, 10:].norm(dim=0).mean()))
+        fit_rows(p["model"], p["tokenizer"], p["rows"], _passages(kt.edit_passages()), [row],
+                 FitSettings(steps=15, batch_size=1, learning_rate=0.5, norm_cap=cap, progress=False,
+                             max_length=32))
+        norms[cap] = (float(table.detach()[:, row].norm()), limit)
+    assert norms[True][0] <= norms[True][1] * (1 + 1e-5)
+    assert norms[False][0] > norms[False][1]

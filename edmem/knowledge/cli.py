@@ -33,6 +33,8 @@ def _fit_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--anchor", type=float, default=d.anchor,
                    help="weight of ||row - row_before||^2: keeps edited rows near their old facts "
                         "(default %(default)s)")
+    g.add_argument("--no_norm_cap", dest="norm_cap", action="store_false",
+                   help="let fitted rows grow beyond max(their norm, the mean row norm)")
     g.add_argument("--mlm_probability", type=float, default=d.mlm_probability, help="(default %(default)s)")
     g.add_argument("--ssm_probability", type=float, default=d.ssm_probability, help="(default %(default)s)")
     g.add_argument("--max_length", type=int, default=d.max_length, help="tokens per passage (default %(default)s)")
@@ -92,7 +94,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from edmem.knowledge.fit import FitSettings
 
     return FitSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                       anchor=args.anchor, mlm_probability=args.mlm_probability,
+                       anchor=args.anchor, norm_cap=args.norm_cap, mlm_probability=args.mlm_probability,
                        ssm_probability=args.ssm_probability, max_length=args.max_length,
                        seed=args.seed, progress=not args.no_progress)
 

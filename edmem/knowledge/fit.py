@@ -6,7 +6,11 @@ parameter except the entity table is frozen (``requires_grad=False``), and of th
 chosen columns move: after each backward the columns' gradient is handed to an Adam optimiser that
 owns a copy of just those columns, whose new values are written back. Other rows therefore stay
 bit-identical (checked in tests/test_knowledge.py), whatever the optimiser's weight decay or
-momentum would otherwise do. ``anchor`` adds ``anchor · ‖row − row₀‖²`` (row₀ = the value before
+momentum would otherwise do. ``norm_cap`` keeps each fitted row's norm at most
+max(its norm before fitting, the mean norm of the table's real rows): the memory scores a row by
+a dot product, so a row that only grew would win reads it has nothing to do with (measured on
+the demo: uncapped edits turned the edited rows into answers for unrelated questions,
+docs/knowledge.md). ``anchor`` adds ``anchor · ‖row − row₀‖²`` (row₀ = the value before
 fitting), which keeps an edited row near what it was — its other facts — while it learns the new
 statements.
 """
@@ -22,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from edmem.data.entity_rows import EntityRows
+from edmem.data.entity_rows import NUM_RESERVED, EntityRows
 from edmem.data.examples import lowercase_keep_length
 from edmem.data.markers import AlignmentError, encode_with_mentions
 from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
@@ -41,6 +45,7 @@ class FitSettings:
     batch_size: int = 32
     learning_rate: float = 0.05
     anchor: float = 0.0
+    norm_cap: bool = True
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
     max_length: int = 64
@@ -147,6 +152,10 @@ def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Pa
     cols = torch.as_tensor(train_rows, dtype=torch.long, device=table.device)
     start_values = table.detach()[:, cols].clone()
     chosen = torch.nn.Parameter(start_values.clone())
+    caps = None
+    if settings.norm_cap:
+        real = table.detach()[:, NUM_RESERVED:] if table.shape[1] > NUM_RESERVED else table.detach()
+        caps = start_values.norm(dim=0).clamp(min=float(real.norm(dim=0).mean()))
     optimizer = torch.optim.Adam([chosen], lr=settings.learning_rate)
     steps: Any = range(settings.steps)
     if settings.progress:
@@ -170,6 +179,8 @@ def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Pa
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
+                if caps is not None:
+                    chosen.mul_((caps / chosen.norm(dim=0).clamp(min=1e-12)).clamp(max=1.0))
                 table[:, cols] = chosen
             value = float(loss.detach())
             report.losses.append(value)
