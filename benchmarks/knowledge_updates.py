@@ -99,6 +99,41 @@ def top1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> dict[s
     return {qid: int(ids[0]) for qid, ids in preds.topk.items()}
 
 
+def mention_recall1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> float:
+    """Share of questions whose first mention the encoder's memory read links to the mention's
+    own entity (top-1): does the memory find the entity when the question names it?"""
+    import torch
+
+    from edmem.data.collate import ELCollator
+    from edmem.data.dataset import ELDataset
+
+    if not examples:
+        return 0.0
+    lenient = lambda i: rows.id_to_row(i) if i in rows else 0  # noqa: E731
+    dataset = ELDataset(list(examples), world.tokenizer, world.options, is_training=False, id_to_row=lenient)
+    collate = ELCollator(pad_token_id=model.config.pad_token_id,
+                         decoder_start_token_id=model.config.decoder_start_token_id)
+    start = model.config.entity_start_token_id
+    good = 0
+    model.eval()
+    with torch.no_grad():
+        for first in range(0, len(dataset), QA_BATCH):
+            idx = list(range(first, min(first + QA_BATCH, len(dataset))))
+            batch = collate([dataset[i] for i in idx])
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        decoder_input_ids=batch["decoder_input_ids"],
+                        decoder_attention_mask=batch["decoder_attention_mask"])
+            positions = torch.nonzero(batch["input_ids"] == start)
+            seen = set()
+            for (row, _), top in zip(positions.tolist(), out.topk_entity[0][:, 0].tolist()):
+                if row in seen:
+                    continue
+                seen.add(row)
+                example = dataset.examples[idx[row]]
+                good += rows.row_to_id(top) == example.mentions[0].target
+    return good / len(dataset)
+
+
 def hits1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> float:
     best = top1(world, model, rows, examples)
     good = sum(best[e.id] in {a for a, _ in e.answer_entities or []} for e in examples)
@@ -217,6 +252,7 @@ def run_add_api(world: World, ids: Sequence[int], *, init: str, settings: Any, w
     return {"entities": len(entities), "passages": len(passages), "questions": len(asked),
             "hits@1_before": hits1(world, world.model, world.rows, asked),
             "hits@1_after": hits1(world, added.model, added.rows, asked),
+            "mention_recall@1_after": mention_recall1(world, added.model, added.rows, asked),
             "api_seconds": round(wall, 2), "api_cpu_seconds": round(cpu, 2), "fit": record["fit"],
             "name_mismatches": record["passages"]["name_mismatches"], "_model": added.model, "_rows": added.rows}
 
@@ -227,7 +263,8 @@ def reference_hits(world: World, relations: set[str]) -> dict[str, Any]:
     path = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking" / "el_geo-test.jsonl"
     examples, raw = read_questions(path)
     same = [e for e in examples if raw[e.id].get("relation") in relations]
-    return {"questions": len(same), "hits@1": hits1(world, world.model, world.rows, same)}
+    return {"questions": len(same), "hits@1": hits1(world, world.model, world.rows, same),
+            "mention_recall@1": mention_recall1(world, world.model, world.rows, same)}
 
 
 def old_test(world: World) -> list[Any]:
@@ -382,13 +419,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(json.dumps(result["add_dev"][-1]), file=sys.stderr)
         spec = specificity_set(world, dev_edits, count=200)
         result["edit_dev"] = []
-        for lr, cap, rows_mode in ((args.edit_lr, True, "linked"), (args.edit_lr, True, "subject"),
-                                   (args.edit_lr / 5, True, "linked"), (args.edit_lr / 5, False, "linked")):
+        for lr, cap, rows_mode in ((args.edit_lr, 1.0, "linked"), (args.edit_lr, 1.5, "linked"),
+                                   (args.edit_lr, 1.5, "subject"), (args.edit_lr / 5, 0.0, "linked")):
             s = FitSettings(steps=args.edit_steps, learning_rate=lr, norm_cap=cap, batch_size=32, progress=False)
             r = run_edits(world, dev_edits, spec, settings=s, batch_settings=s, rows_mode=rows_mode, batch=False)
             result["edit_dev"].append({"steps": args.edit_steps, "lr": lr, "norm_cap": cap, **r})
             print(json.dumps(result["edit_dev"][-1]), file=sys.stderr)
         return result
+    if args.only == "edit":
+        return _measure_edits(args, world, test_edits, edit_settings, batch_settings, result)
     # (a) add, test entities
     r = run_add_api(world, test_ids, init=args.init, settings=add_settings,
                     work=Path(args.demo_dir) / "knowledge-add")
@@ -405,6 +444,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                      "old_test": {"questions": len(test), "hits@1_before": old_before, "hits@1_after": old_after,
                                   "drop_points": round(100 * (old_before - old_after), 2)}}
     print(json.dumps(result["add"]), file=sys.stderr)
+    if args.only == "add":
+        return result
+    return _measure_edits(args, world, test_edits, edit_settings, batch_settings, result)
+
+
+def _measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit], edit_settings: Any,
+                   batch_settings: Any, result: dict[str, Any]) -> dict[str, Any]:
     # (b) edits, test edits
     spec = specificity_set(world, test_edits, count=500)
     result["edit"] = run_edits(world, test_edits, spec, settings=edit_settings, batch_settings=batch_settings,
@@ -422,7 +468,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result["edit"]["api_seconds_one_edit"] = round(time.perf_counter() - t, 2)
     result["edit"]["api_fit_seconds_one_edit"] = record["fit"]["seconds"]
     result["edit"]["settings"] = {"steps": args.edit_steps, "batch_steps": args.batch_steps, "lr": args.edit_lr,
-                                  "anchor": args.edit_anchor}
+                                  "anchor": args.edit_anchor, "norm_cap": args.norm_cap}
     return result
 
 
@@ -436,7 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--demo_dir", default="runs/knowledge-demo")
     m.add_argument("--sweep", action="store_true", help="the dev sweep instead of the test figures")
     m.add_argument("--skip_add_sweep", action="store_true", help="in --sweep, only the edit settings")
-    m.add_argument("--no_norm_cap", dest="norm_cap", action="store_false")
+    m.add_argument("--only", choices=("add", "edit"), default=None, help="only one of the two measurements")
+    m.add_argument("--norm_cap", type=float, default=1.0)
     m.add_argument("--num_threads", type=int, default=1)
     m.add_argument("--init", default="name")
     m.add_argument("--add_steps", type=int, default=150)

@@ -33,8 +33,9 @@ def _fit_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--anchor", type=float, default=d.anchor,
                    help="weight of ||row - row_before||^2: keeps edited rows near their old facts "
                         "(default %(default)s)")
-    g.add_argument("--no_norm_cap", dest="norm_cap", action="store_false",
-                   help="let fitted rows grow beyond max(their norm, the mean row norm)")
+    g.add_argument("--norm_cap", type=float, default=d.norm_cap,
+                   help="a fitted row's norm stays <= this x max(its norm before, the mean row norm); "
+                        "0 = no cap (default %(default)s)")
     g.add_argument("--mlm_probability", type=float, default=d.mlm_probability, help="(default %(default)s)")
     g.add_argument("--ssm_probability", type=float, default=d.ssm_probability, help="(default %(default)s)")
     g.add_argument("--max_length", type=int, default=d.max_length, help="tokens per passage (default %(default)s)")

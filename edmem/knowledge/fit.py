@@ -6,8 +6,8 @@ parameter except the entity table is frozen (``requires_grad=False``), and of th
 chosen columns move: after each backward the columns' gradient is handed to an Adam optimiser that
 owns a copy of just those columns, whose new values are written back. Other rows therefore stay
 bit-identical (checked in tests/test_knowledge.py), whatever the optimiser's weight decay or
-momentum would otherwise do. ``norm_cap`` keeps each fitted row's norm at most
-max(its norm before fitting, the mean norm of the table's real rows): the memory scores a row by
+momentum would otherwise do. ``norm_cap`` c > 0 keeps each fitted row's norm at most
+c × max(its norm before fitting, the mean norm of the table's real rows) (0 = no cap): the memory scores a row by
 a dot product, so a row that only grew would win reads it has nothing to do with (measured on
 the demo: uncapped edits turned the edited rows into answers for unrelated questions,
 docs/knowledge.md). ``anchor`` adds ``anchor · ‖row − row₀‖²`` (row₀ = the value before
@@ -45,7 +45,7 @@ class FitSettings:
     batch_size: int = 32
     learning_rate: float = 0.05
     anchor: float = 0.0
-    norm_cap: bool = True
+    norm_cap: float = 1.0
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
     max_length: int = 64
@@ -153,9 +153,9 @@ def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Pa
     start_values = table.detach()[:, cols].clone()
     chosen = torch.nn.Parameter(start_values.clone())
     caps = None
-    if settings.norm_cap:
+    if settings.norm_cap > 0:
         real = table.detach()[:, NUM_RESERVED:] if table.shape[1] > NUM_RESERVED else table.detach()
-        caps = start_values.norm(dim=0).clamp(min=float(real.norm(dim=0).mean()))
+        caps = settings.norm_cap * start_values.norm(dim=0).clamp(min=float(real.norm(dim=0).mean()))
     optimizer = torch.optim.Adam([chosen], lr=settings.learning_rate)
     steps: Any = range(settings.steps)
     if settings.progress:
