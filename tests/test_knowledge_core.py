@@ -185,7 +185,7 @@ def test_norm_cap_keeps_fitted_rows_from_growing(tmp_path) -> None:
         p = kt.build_parts(tmp_path / f"c{cap}")
         table = p["model"].EntityEmbedding.weight
         row = p["rows"].id_to_row(1000)
-        limit = max(float(table[:, row].norm()), float(table.detach()[:, 10:].norm(dim=0).mean()))
+        limit = max(float(table.detach()[:, row].norm()), float(table.detach()[:, 10:].norm(dim=0).mean()))
         fit_rows(p["model"], p["tokenizer"], p["rows"], _passages(kt.edit_passages()), [row],
                  FitSettings(steps=15, batch_size=1, learning_rate=0.5, norm_cap=cap, progress=False,
                              max_length=32))
