@@ -494,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--num_threads", type=int, default=1)
     m.add_argument("--init", default="name")
     m.add_argument("--add_steps", type=int, default=150)
-    m.add_argument("--add_lr", type=float, default=0.05)
+    m.add_argument("--add_lr", type=float, default=0.1)
     m.add_argument("--edit_steps", type=int, default=20)
     m.add_argument("--batch_steps", type=int, default=150)
     m.add_argument("--edit_lr", type=float, default=0.05)

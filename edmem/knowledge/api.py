@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from edmem.errors import DataError, EDMemError
-from edmem.knowledge.fit import FitSettings, fit_rows
+from edmem.knowledge.fit import FitSettings, edit_defaults, fit_rows
 from edmem.knowledge.inputs import NewEntity, read_new_entities, read_passages
 from edmem.knowledge.table import INIT_METHODS, append_rows, hidden_rows, hide_rows, initialise_rows
 
@@ -86,8 +86,9 @@ def _save(loaded: Any, output: Path, record: dict[str, Any], history: list[dict[
     return output
 
 
-def _settings(settings: FitSettings | None, loaded: Any, lowercase: bool | None) -> FitSettings:
-    s = FitSettings(**asdict(settings)) if settings is not None else FitSettings()
+def _settings(settings: FitSettings | None, loaded: Any, lowercase: bool | None,
+              default: FitSettings | None = None) -> FitSettings:
+    s = FitSettings(**asdict(settings if settings is not None else (default or FitSettings())))
     s.max_length = min(s.max_length, int(loaded.config.max_position_embeddings))
     if lowercase is not None:
         s.lowercase = lowercase
@@ -187,7 +188,7 @@ def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Pat
     before = _row_norms(loaded.model, rows)
     table = loaded.model.EntityEmbedding.weight.detach()
     start_values = table[:, rows].clone()
-    s = _settings(settings, loaded, lowercase)
+    s = _settings(settings, loaded, lowercase, edit_defaults())
     fit = fit_rows(loaded.model, loaded.tokenizer, loaded.rows, text.passages, rows, s)
     after = _row_norms(loaded.model, rows)
     moved = (loaded.model.EntityEmbedding.weight.detach()[:, rows] - start_values).norm(dim=0).tolist()

@@ -22,10 +22,7 @@ def _ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected entity ids (integers), got {text!r}") from None
 
 
-def _fit_flags(parser: argparse.ArgumentParser) -> None:
-    from edmem.knowledge.fit import FitSettings
-
-    d = FitSettings()
+def _fit_flags(parser: argparse.ArgumentParser, d: Any) -> None:
     g = parser.add_argument_group("fitting (only the chosen rows move; docs/knowledge.md)")
     g.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
     g.add_argument("--batch_size", type=int, default=d.batch_size, help="passages per step (default %(default)s)")
@@ -86,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
         p.add_argument("--num_threads", type=int, default=0, help="torch threads (0 = torch's default)")
         p.add_argument("--verbose", action="store_true", help="log what is done")
-    for p in (add, edit):
-        _fit_flags(p)
+    from edmem.knowledge.fit import FitSettings, edit_defaults
+    _fit_flags(add, FitSettings())
+    _fit_flags(edit, edit_defaults())
     return parser
 
 

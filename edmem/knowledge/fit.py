@@ -39,11 +39,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FitSettings:
-    """Defaults chosen on the demo's dev entities (docs/knowledge.md, "Settings")."""
+    """Defaults for ``add``, chosen on the demo's dev entities (docs/knowledge.md, "Settings");
+    ``edit`` uses :func:`edit_defaults`."""
 
     steps: int = 150
     batch_size: int = 32
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     anchor: float = 0.0
     norm_cap: float = 1.0
     mlm_probability: float = 0.15
@@ -52,6 +53,11 @@ class FitSettings:
     lowercase: bool = True
     seed: int = 0
     progress: bool = True
+
+
+def edit_defaults() -> FitSettings:
+    """``edit``'s defaults (docs/knowledge.md, "Settings"): a few passages, so few steps."""
+    return FitSettings(steps=20, learning_rate=0.05)
 
 
 @dataclass
