@@ -15,7 +15,7 @@ import pytest
 from edmem.demo import cli
 from edmem.demo.pipeline import LAYOUT, prepare_output_dir
 from edmem.errors import EDMemError
-from edmem.training.logging_setup import close_logging
+from edmem.runtime.logging_setup import close_logging
 
 TOY = ["--num_cities", "20", "--max_facts_per_relation", "8", "--paraphrases_per_fact", "1",
        "--vocab_size", "400", "--d_model", "32", "--attention_heads", "2", "--ffn_dim", "64",
