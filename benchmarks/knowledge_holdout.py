@@ -158,7 +158,7 @@ def finetune_from(output_dir: Path, pretrain_ckpt: Path, seed: int = 0, **settin
     would fine-tune the final one (docs/knowledge.md says which was used)."""
     from edmem.demo.build import DATAFILE_PREFIX, TASK, DemoDataPaths
     from edmem.demo.pipeline import DemoSettings, run_qa, run_qa_argv
-    from edmem.training.logging_setup import close_logging
+    from edmem.runtime.logging_setup import close_logging
 
     s = DemoSettings(output_dir=output_dir, seed=seed, **settings)
     root = output_dir / "data"

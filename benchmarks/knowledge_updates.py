@@ -87,7 +87,7 @@ def top1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> dict[s
     from edmem.data.collate import ELCollator
     from edmem.data.dataset import ELDataset
     from edmem.inference.predict import predict_entities
-    from edmem.training.distributed import DistInfo
+    from edmem.runtime.distributed import DistInfo
 
     if not examples:
         return {}

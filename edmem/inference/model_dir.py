@@ -145,7 +145,7 @@ def aliases_lines(aliases: Mapping[int, Iterable[str]]) -> Iterable[str]:
 
 def write_lines(path: Path, lines: Iterable[str]) -> Path:
     """Write text lines atomically (temp file + rename)."""
-    from edmem.training.checkpointing import atomic_write
+    from edmem.runtime.atomic import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8", newline="\n") as handle:

@@ -72,7 +72,7 @@ def _history(model_dir: str | Path) -> list[dict[str, Any]]:
 
 def _save(loaded: Any, output: Path, record: dict[str, Any], history: list[dict[str, Any]]) -> Path:
     from edmem.inference.model_dir import save_model_dir
-    from edmem.training.checkpointing import atomic_write_text
+    from edmem.runtime.atomic import atomic_write_text
 
     extra = {k: v for k, v in loaded.metadata.items()
              if k not in {"format", "version", "name", "edmem_version", "num_entities", "memory_rows", "encoding"}}
