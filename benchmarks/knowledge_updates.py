@@ -485,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     prep = sub.add_parser("prepare", help="run the demo with held-out cities (once)")
     prep.add_argument("--demo_dir", default="runs/knowledge-demo")
     prep.add_argument("--heldout", type=int, default=60)
+    ft = sub.add_parser("finetune", help="the demo's fine-tuning + prediction from a given pretraining "
+                                         "checkpoint (when pretraining had to be stopped early)")
+    ft.add_argument("--demo_dir", default="runs/knowledge-demo")
+    ft.add_argument("--pretrain_ckpt", required=True, help="a copy of <demo_dir>/pretrain at some step")
     m = sub.add_parser("measure", help="the add and edit measurements (JSON on stdout)")
     m.add_argument("--demo_dir", default="runs/knowledge-demo")
     m.add_argument("--sweep", action="store_true", help="the dev sweep instead of the test figures")
@@ -506,6 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from knowledge_holdout import run_demo_with_heldout
         summary = run_demo_with_heldout(Path(args.demo_dir), args.heldout, skip_no_pretrain_baseline=True)
         print(json.dumps({"test": summary["test"], "seconds": summary["seconds"]}))
+        return 0
+    if args.command == "finetune":
+        from knowledge_holdout import finetune_from
+        finetune_from(Path(args.demo_dir), Path(args.pretrain_ckpt), skip_no_pretrain_baseline=True)
         return 0
     result = measure(args)
     text = json.dumps(result, indent=1)
