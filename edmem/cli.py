@@ -14,6 +14,9 @@ from edmem.runtime.console import command_table
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edmem.apps.run_qa:train_main", "fine-tune an entity-linking model (run_QA.py flags, friendlier help)"),
     "predict": ("edmem.apps.run_qa:predict_main", "write predictions.json with a trained model"),
+    "ask": ("edmem.apps.ask", "answer a question in plain words with a model directory"),
+    "link": ("edmem.apps.link", "link every question of a text / JSONL file (streaming, resumable)"),
+    "convert": ("edmem.apps.convert", "build a model directory from an original checkpoint + its flags"),
     "evaluate": ("edmem.evaluation.cli", "score predictions (exact_match / entity_linking_eval / hits@k)"),
     "pretrain": ("edmem.apps.pretrain", "pretrain the entity memory on entity-annotated passages"),
     "demo": ("edmem.demo.cli", "build the geographic knowledge base, pretrain, fine-tune, predict, evaluate"),

@@ -35,3 +35,14 @@ def wq_dir() -> Path:
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A trained tiny model directory (edmem.testing), built once per test process."""
+    import torch
+
+    from edmem.testing import build_tiny_model_dir
+
+    torch.set_num_threads(1)
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-model") / "model", train_steps=80)

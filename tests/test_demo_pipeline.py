@@ -140,3 +140,24 @@ def test_only_the_pretrained_model_freezes_the_memory(tmp_path: Path) -> None:
     assert pretrained.freeze_entity_memory and pretrained.pretrain_ckpt == str(tmp_path / "pretrain")
     assert not scratch.freeze_entity_memory and scratch.pretrain_ckpt is None
     assert pretrained.task == "geo" and pretrained.generate_target == "entity_linking"
+
+
+@pytest.mark.slow
+def test_the_demo_ends_with_a_model_dir_and_two_commands_that_work(toy_run: Path) -> None:
+    """runs/demo/model is a model directory; the printed `ask` line runs as printed."""
+    import shlex
+    import subprocess
+
+    from edmem.demo.pipeline import try_it_lines
+    from edmem.inference.model_dir import read_metadata
+
+    meta = read_metadata(toy_run / "model")
+    assert meta["num_entities"] > 0 and (toy_run / "model" / "aliases.jsonl").is_file()
+    question = "what is the capital of france?"
+    ask, serve = try_it_lines(toy_run / "model", question)
+    assert shlex.split(ask)[1:] == ["ask", "--model", str(toy_run / "model"), question]
+    assert shlex.split(serve)[1:] == ["serve", "--model", str(toy_run / "model")]
+    done = subprocess.run(ask, shell=True, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"question: {question}\n") and "answer:" in done.stdout
+    assert "mention:  [france]" in done.stdout

@@ -21,9 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model", train_steps=80)
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +158,7 @@ def test_same_answers_as_the_prediction_path(model_dir, linker):
     from edmem.data.dataset import ELDataset
     from edmem.data.examples import example_from_text
     from edmem.inference.predict import predict_entities
-    from edmem.training.distributed import DistInfo
+    from edmem.runtime.distributed import DistInfo
 
     loaded = load_model_dir(model_dir)
     examples = [example_from_text(str(n), q, [(o, n_, a - 1)]) for n, (q, o, n_, a) in
@@ -204,3 +203,22 @@ def test_import_edmem_registers_auto_classes_without_torch(model_dir):
                           cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["EDMemModel", "EntityLinker"]
+
+
+def test_concurrent_calls_from_threads_give_the_sequential_results(linker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [q for q, *_ in tiny_questions()] * 3
+    expected = [[e.id for e in linker(q).top_k] for q in questions]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda q: [e.id for e in linker(q).top_k], questions))
+    assert got == expected
+
+
+def test_device_names(model_dir):
+    from edmem.inference.linker import linker_device
+
+    assert str(linker_device("cpu")) == "cpu" and str(linker_device("auto")) in ("cpu", "cuda:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            EntityLinker.from_pretrained(model_dir, device="cuda")

@@ -187,3 +187,81 @@ def test_any_dataset_name_is_a_task_but_not_a_path(tiny, tmp_path, capsys):
         run_qa(argv)
     assert exc.value.code == 2
     assert "invalid task name" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_training_writes_a_model_dir_that_predicts_the_same(trained, tiny, tmp_path):
+    """<output_dir>/model is self-describing: `edmem predict --model` needs no model flags and
+    gives the same predictions; the EntityLinker answers from it too."""
+    from edmem.inference.linker import EntityLinker
+    from edmem.inference.model_dir import read_metadata
+
+    model = trained / "model"
+    meta = read_metadata(model)
+    assert meta["num_entities"] == 16 and meta["encoding"]["max_input_length"] == 50
+    out = tmp_path / "pred"
+    rc = predict_cli(["--model", str(model), "--task", "wq", "--data_dir", tiny["data_dir"],
+                      "--datafile_prefix", "el_", "--output_dir", str(out)])
+    assert rc == 0
+    assert (out / "predictions.json").read_text() == (trained / "predictions.json").read_text()
+    predictions = json.loads((trained / "predictions.json").read_text())
+    test = [json.loads(l) for l in open(Path(tiny["data_dir"]) / "wq" / "el_wq-test.jsonl")]
+    linker = EntityLinker.from_pretrained(model, top_k=5)
+    given = [{"question": q["question"], "mentions": [
+        {"offset": o, "length": n, "target": t} for o, n, t in
+        zip(q["link_offset"], q["link_length"], q["link_target"])]} for q in test]
+    for q, result in zip(test, linker.batch(given)):
+        assert [e.id for e in result.top_k] == predictions[q["id"]][1]
+
+
+def test_predict_with_model_refuses_training_and_names_a_bad_dir(tiny, tmp_path, capsys):
+    flags = ["--task", "wq", "--data_dir", tiny["data_dir"], "--datafile_prefix", "el_",
+             "--output_dir", str(tmp_path / "o")]
+    assert predict_cli(["--model", str(tmp_path / "missing"), *flags]) == 1
+    assert "model directory not found" in _error_line(capsys)
+    assert run_qa(["--model", str(tmp_path), "--do_train", "--generate_target", "entity_linking",
+                   *flags]) == 1
+    assert "--model is for prediction" in _error_line(capsys)
+
+
+def test_an_unreachable_hub_name_fails_within_seconds(tiny, tmp_path, capsys, monkeypatch):
+    """Offline (HF_HUB_OFFLINE=1) a hub name fails at once with what to do, no inner error."""
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))   # an empty cache
+    flags = el_tiny.flags(tiny, tmp_path / "o", "--do_train")
+    flags[flags.index("--model_name") + 1] = "facebook/bart-large"
+    start = time.monotonic()
+    assert run_qa(flags) == 1
+    assert time.monotonic() - start < 20
+    line = _error_line(capsys)
+    assert "--model_name facebook/bart-large: not a local directory, and HF_HUB_OFFLINE is set" in line
+    assert "config.json + vocab.json + merges.txt" in line and "NoneType" not in line
+
+
+@pytest.mark.slow
+def test_convert_builds_the_same_model_dir_from_the_original_layout(trained, tiny, tmp_path, capsys):
+    """`edmem convert` (pytorch_model.bin + the run's flags) = the directory training wrote."""
+    from safetensors.torch import load_file
+
+    from edmem.apps.convert import main as convert
+    from edmem.inference.model_dir import load_model_dir
+
+    ckpt = tmp_path / "original"
+    ckpt.mkdir()
+    shutil.copy(trained / "pytorch_model.bin", ckpt)        # no entity_rows.json: from the flags
+    flags = ["--checkpoint", str(ckpt), "--model_name", tiny["model_name"],
+             "--id2entity_file", tiny["id2entity_file"], "--num_lower_layers", "1",
+             "--num_upper_layers", "1", "--entity_embed_size", "16",
+             "--inference_nearest_k_entity", "5", "--compact_entity_memory", "True", "--dropout", "0"]
+    assert convert([*flags, "--output", str(tmp_path / "conv")]) == 0
+    a, b = load_model_dir(tmp_path / "conv"), load_model_dir(trained / "model")
+    assert a.entities.names == b.entities.names and a.rows.to_json() == b.rows.to_json()
+    assert a.encoding == b.encoding and a.config.to_diff_dict() == b.config.to_diff_dict()
+    wa, wb = load_file(tmp_path / "conv" / "model.safetensors"), load_file(trained / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(wa[k].equal(wb[k]) for k in wa)
+    capsys.readouterr()
+    flags[flags.index("--entity_embed_size") + 1] = "8"
+    assert convert([*flags, "--output", str(tmp_path / "bad")]) == 1
+    assert "does not fit" in _error_line(capsys) and not (tmp_path / "bad").exists()

@@ -32,6 +32,7 @@ from edmem.data.entity_rows import EntityRows
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
 from edmem.errors import CheckpointError, EDMemError, UsageError
+from edmem.runtime.hub import resolve_model_name
 from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.args import parse_args
@@ -139,6 +140,7 @@ def pretrain(args: argparse.Namespace) -> PretrainResult:
 def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     out = start_run(args, dist, "log.txt")
 
+    args.model_name = resolve_model_name(args.model_name)  # fails fast offline (edmem.runtime.hub)
     tokenizer = load_tokenizer(args.model_name)
     special = SpecialTokenIds.from_tokenizer(tokenizer)
     rows = entity_rows_for(args, out)

@@ -30,6 +30,7 @@ from edmem.data.entity_vocab import load_id2entity
 from edmem.data.examples import ELEncodingOptions
 from edmem.data.formats import load_el_split
 from edmem.errors import CheckpointError, DataError, EDMemError, UsageError
+from edmem.runtime.hub import resolve_model_name
 from edmem.evaluation.api import SelectionScores, selection_scores
 from edmem.inference.predict import predict_entities
 from edmem.inference.writer import (prediction_paths, predictions_object, write_predictions,
@@ -67,11 +68,15 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.output_scores:
         raise UsageError("--output_scores is a generation option; use --save_scores for the "
                          "top-k entity scores")
-    if args.id2entity_file is None:
+    if args.model is not None:
+        validate_model_dir_args(args)
+    elif args.id2entity_file is None:
         raise UsageError("--id2entity_file is required (entid2entityitemid_*.json)")
-    if not str(args.id2entity_file).endswith(".json"):
+    else:  # a hub name that cannot be reached fails here, within seconds (edmem.runtime.hub)
+        args.model_name = resolve_model_name(args.model_name)
+    if args.id2entity_file is not None and not str(args.id2entity_file).endswith(".json"):
         raise UsageError(f"--id2entity_file must be a .json file, got {args.id2entity_file}")
-    for name in ("id2entity_file", "id2entitytokens_file"):
+    for name in ("id2entity_file", "id2entitytokens_file", "alias_file"):
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
             raise DataError("file not found", path, field=f"--{name}")
@@ -84,6 +89,15 @@ def validate_args(args: argparse.Namespace) -> None:
                         f"--task {args.task})", task_dir)
     if args.do_train and args.pretrain_ckpt is not None and not Path(args.pretrain_ckpt).is_dir():
         raise CheckpointError(f"--pretrain_ckpt {args.pretrain_ckpt}: directory not found")
+
+
+def validate_model_dir_args(args: argparse.Namespace) -> None:
+    """``--model DIR`` predicts with a model directory: it cannot be trained further here."""
+    if args.do_train:
+        raise UsageError("--model is for prediction; to fine-tune from a checkpoint use "
+                         "--pretrain_ckpt with --model_name and the model flags")
+    from edmem.inference.model_dir import read_metadata
+    read_metadata(args.model)
 
 
 def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
@@ -128,15 +142,25 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
         logger.info("World size %d (backend %s), rank %d", dist.world_size,
                     "nccl" if dist.device.type == "cuda" else "gloo", dist.rank)
 
-    names = load_id2entity(args.id2entity_file)
-    rows = load_entity_rows(args, out, names)
-    if rows.compact:
-        logger.info("Compact entity memory: %d rows (10 reserved + %d entities of %s)",
-                    rows.num_rows, rows.num_rows - 10, args.id2entity_file)
-    tokenizer = load_tokenizer(args.model_name)
-    config = build_config(args, tokenizer, rows.num_rows)
+    model_dir = None
+    if args.model is not None:
+        from edmem.inference.model_dir import load_model_dir
+        model_dir = load_model_dir(args.model, device="cpu")
+        names, rows, tokenizer, config = (model_dir.entities, model_dir.rows, model_dir.tokenizer,
+                                          model_dir.config)
+        options = model_dir.encoding
+        logger.info("Model directory %s: %d entities, %d memory rows", args.model, len(names),
+                    rows.num_rows)
+    else:
+        names = load_id2entity(args.id2entity_file)
+        rows = load_entity_rows(args, out, names)
+        if rows.compact:
+            logger.info("Compact entity memory: %d rows (10 reserved + %d entities of %s)",
+                        rows.num_rows, rows.num_rows - 10, args.id2entity_file)
+        tokenizer = load_tokenizer(args.model_name)
+        config = build_config(args, tokenizer, rows.num_rows)
+        options = ELEncodingOptions.from_args(args)
     splits = load_splits(args, rows)
-    options = ELEncodingOptions.from_args(args)
     collate = ELCollator(pad_token_id=config.pad_token_id,
                          decoder_start_token_id=config.decoder_start_token_id)
     lenient = _lenient_id_to_row(rows)
@@ -144,15 +168,35 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
     def eval_dataset(examples: list) -> ELDataset:
         return ELDataset(examples, tokenizer, options, is_training=False, id_to_row=lenient)
 
-    model = EDMemModel(config)
+    model = model_dir.model if model_dir is not None else EDMemModel(config)
     status = 0
     if args.do_train:
         status = _train(args, dist, out, model, rows, names, splits, tokenizer, options, collate,
                         eval_dataset)
+        if dist.is_main:
+            export_model_dir(args, out, config, tokenizer, rows, options)
         dist_utils.barrier()
     if args.do_predict:
-        _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset)
+        _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
+                 weights_loaded=model_dir is not None)
     return status
+
+
+def export_model_dir(args: argparse.Namespace, out: Path, config: Any, tokenizer: Any, rows: Any,
+                     options: Any) -> Path | None:
+    """``<output_dir>/model``: the best checkpoint as a self-describing model directory
+    (docs/linking.md), with the entity names/types of --id2entity_file and --alias_file."""
+    from edmem.inference.export import export_model_dir as export
+
+    if ck.read_best_record(out) is None:
+        logger.warning("No best checkpoint in %s: no model directory written", out)
+        return None
+    target = export(out, out / "model", config=config, tokenizer=tokenizer,
+                    id2entity_file=args.id2entity_file, rows=rows, encoding=options,
+                    alias_file=args.alias_file, name=Path(args.output_dir).name or "edmem",
+                    extra={"task": args.task})
+    logger.info("Model directory written to %s", target)
+    return target
 
 
 def _lenient_id_to_row(rows: Any) -> Callable[[int], int]:
@@ -239,9 +283,11 @@ def dev_result(scores: SelectionScores) -> DevResult:
         notes=(f"dev entity-id accuracy {scores.id_accuracy * 100:.2f}% ({scores.count} examples)",))
 
 
-def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset) -> None:
+def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
+             weights_loaded: bool = False) -> None:
     model.to(dist.device)
-    load_weights(model, out, "--output_dir")
+    if not weights_loaded:
+        load_weights(model, out, "--output_dir")
     split = "dev" if args.predict_on_dev else "test"
     examples = splits[split]
     predictions = predict_entities(model, eval_dataset(examples), collate,

@@ -11,6 +11,7 @@ Layout (mirrors the original ``data/`` folder so the EL loader takes
     <out>/openqa/geo/entity_linking/sling_invocab-{train,dev,test}.json
     <out>/wikipedia/entid2entityitemid_geo.json    {"<id>": {"entity", "wikidata_id": null, "item_id", "type"}}
     <out>/wikipedia/entity_geo.json                [name of id 0, 1, ...] (0..9 placeholders)
+    <out>/wikipedia/aliases_geo.jsonl              {"id", "aliases"}: surface forms (mention detection)
     <out>/pretraining/geo_passages-{train,dev}.jsonl
     <out>/manifest.json                            knobs, counts, skipped questions
 """
@@ -53,6 +54,7 @@ class DemoDataPaths:
     manifest: Path
     num_entity_rows: int           # memory rows needed: max id + 1
     counts: dict[str, int] = field(default_factory=dict)
+    aliases: Path | None = None    # aliases_geo.jsonl: surface forms for mention detection
 
 
 def write_entity_vocab(kb: KnowledgeBase, entid2entityitemid_path: Path, names_path: Path) -> None:
@@ -66,6 +68,20 @@ def write_entity_vocab(kb: KnowledgeBase, entid2entityitemid_path: Path, names_p
         with path.open("w", encoding="utf-8", newline="\n") as handle:
             json.dump(obj, handle, ensure_ascii=False)
             handle.write("\n")
+
+
+def write_alias_file(kb: KnowledgeBase, path: Path) -> int:
+    """``aliases_geo.jsonl``: ``{"id", "aliases"}`` per entity with other surface forms than its
+    name (the surface a question uses, e.g. "Wellington" for "Wellington, New Zealand", and the
+    KB's aliases), for mention detection in raw questions (docs/linking.md). Returns the lines."""
+    count = 0
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        for e in kb.entities:
+            forms = [f for f in dict.fromkeys([e.surface, *e.aliases]) if f != e.name]
+            if forms:
+                handle.write(json.dumps({"id": e.id, "aliases": forms}, ensure_ascii=False) + "\n")
+                count += 1
+    return count
 
 
 def entity_token_text(name: str) -> str:
@@ -142,8 +158,10 @@ def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | Non
         pretrain_dev=pre_dir / f"{TASK}_passages-dev.jsonl",
         manifest=root / "manifest.json",
         num_entity_rows=RESERVED_IDS + len(kb.entities),
+        aliases=wiki_dir / f"aliases_{TASK}.jsonl",
     )
     write_entity_vocab(kb, paths.entid2entityitemid, paths.entity_names)
+    write_alias_file(kb, paths.aliases)
 
     train_passages, dev_passages = build_corpus(kb, seed=seed, paraphrases_per_fact=paraphrases_per_fact,
                                                 alias_rate=alias_rate,

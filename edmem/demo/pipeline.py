@@ -40,6 +40,7 @@ LAYOUT: dict[str, str] = {
     "pretrain": "pretrained checkpoint (a --pretrain_ckpt), pretrain_metrics.json, log, TensorBoard",
     "finetune": "EL model fine-tuned from the pretrained checkpoint, predictions.json, log, TensorBoard",
     "baseline_no_pretrain": "the same fine-tuning from a random initialisation, predictions.json",
+    "model": "the fine-tuned model as a self-describing model directory (edmem ask / serve --model)",
     "baseline_most_frequent": "predictions.json of the most-frequent-answer-per-relation baseline",
     "eval": "<system>.txt (the original scripts' printed lines) and <system>.json (every figure)",
     "summary.json": "every figure of the summary table",
@@ -297,6 +298,8 @@ def run_qa_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path, *, trai
             "--inference_nearest_k_entity", str(max(HITS_KS)), "--predict_batch_size", "128",
             *_model_flags(s)]
     if train:
+        if getattr(paths, "aliases", None) is not None:
+            argv += ["--alias_file", str(paths.aliases)]
         argv += ["--do_train", "--overwrite_output", "True", "--train_batch_size", str(s.finetune_batch_size),
                  "--learning_rate", str(s.finetune_lr), "--num_train_epochs", str(s.finetune_epochs),
                  "--warmup_ratio", "0.05", "--max_grad_norm", "1.0",
@@ -477,9 +480,69 @@ def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, 
             plot_curves(collect_curves(out), build_summary(s, systems, clock, info), out / "curves.png")
         summary = build_summary(s, systems, clock, info)
         write_summary(summary, out)
+        publish_model(out / "finetune" / "model", out / "model")
     echo("")
     echo(summary_table(summary))
+    echo("")
+    echo("Ask the model yourself (paste either line):")
+    for line in try_it_lines(out / "model", example_question(paths)):
+        echo(f"  {line}")
     return summary
+
+
+def publish_model(source: Path, target: Path) -> Path:
+    """Copy the fine-tuned model directory to ``<output_dir>/model`` (built beside it, then
+    renamed into place, so a half-copied folder is never seen)."""
+    import shutil
+
+    if not source.is_dir():
+        raise EDMemError(f"{source}: fine-tuning wrote no model directory")
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target
+
+
+def example_question(paths: Any) -> str:
+    """A test question to show off: the first linkable one."""
+    from edmem.data.jsonio import iter_jsonl
+
+    for _, obj in iter_jsonl(paths.el["test"]):
+        if obj.get("answer_entity"):
+            return str(obj["question"])
+    return "what is the capital of japan?"
+
+
+def edmem_command() -> str:
+    """How to run ``edmem`` from the current directory, as a person would paste it: ``edmem``
+    when that is the one on PATH, else this interpreter's script (``.venv/bin/edmem``)."""
+    import os
+    import shlex
+    import shutil
+
+    script = Path(sys.executable).parent / "edmem"
+    on_path = shutil.which("edmem")
+    if script.is_file():
+        if on_path and Path(on_path).resolve() == script.resolve():
+            return "edmem"
+        try:
+            return shlex.quote(os.path.relpath(script))
+        except ValueError:
+            return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m edmem"
+
+
+def try_it_lines(model: Path, question: str) -> list[str]:
+    """The two paste-able commands printed at the end of the demo."""
+    import shlex
+
+    prog = edmem_command()
+    where = shlex.quote(str(model))
+    return [f"{prog} ask --model {where} {shlex.quote(question)}",
+            f"{prog} serve --model {where}"]
 
 
 def _id2name(paths: Any) -> dict[int, str]:

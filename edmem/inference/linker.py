@@ -16,6 +16,7 @@ many are shown. docs/linking.md describes the rules and the result fields.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -56,7 +57,10 @@ class LinkResult:
 
 
 class EntityLinker:
-    """Entity linking for raw questions with a model directory (``edmem.inference.model_dir``)."""
+    """Entity linking for raw questions with a model directory (``edmem.inference.model_dir``).
+
+    Safe to call from several threads at once (a server's workers): encoding is serialised,
+    the forward passes are not."""
 
     def __init__(self, model_dir: Any, device: str = "cpu", top_k: int = 5,
                  max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS,
@@ -70,7 +74,7 @@ class EntityLinker:
         self.model = model_dir.model
         self.tokenizer = model_dir.tokenizer
         self.config = model_dir.config
-        self.device = torch.device(device)
+        self.device = linker_device(device)
         self.max_k = int(self.config.inference_nearest_k_entity)
         self.top_k = self._check_top_k(top_k)
         self.max_question_chars = int(max_question_chars)
@@ -78,6 +82,10 @@ class EntityLinker:
         self.collate = ELCollator(pad_token_id=self.config.pad_token_id,
                                   decoder_start_token_id=self.config.decoder_start_token_id)
         self.entity_start_id = marker_ids(self.tokenizer)[0]
+        # A fast tokenizer's Rust object can refuse concurrent use ("Already borrowed") when a
+        # call changes its truncation/padding settings; forward passes are safe to run from
+        # several threads. So only encoding is serialised (it is ~5% of a call).
+        self._encode_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", top_k: int = 5,
@@ -87,6 +95,7 @@ class EntityLinker:
         from edmem.inference.model_dir import load_model_dir
 
         detector_kwargs = {k: kwargs.pop(k) for k in ("min_chars", "stop_words", "backend") if k in kwargs}
+        device = str(linker_device(device))
         model_dir = load_model_dir(path, device=device, alias_file=kwargs.pop("alias_file", None))
         detector = MentionDetector(model_dir.entities.names, model_dir.aliases, **detector_kwargs)
         return cls(model_dir, device=device, top_k=top_k, detector=detector, **kwargs)
@@ -98,10 +107,14 @@ class EntityLinker:
     def batch(self, questions: Sequence[str | dict], batch_size: int = 32,
               top_k: int | None = None) -> list[LinkResult]:
         """Results in input order; questions are run in batches of similar length."""
+        return self.run_prepared([self.prepare(q) for q in questions], batch_size, top_k)
+
+    def run_prepared(self, prepared: Sequence["Prepared"], batch_size: int = 32,
+                     top_k: int | None = None) -> list[LinkResult]:
+        """:meth:`batch` on questions already checked and encoded by :meth:`prepare`."""
         k = self._check_top_k(self.top_k if top_k is None else top_k)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        prepared = [self.prepare(q) for q in questions]
         order = sorted(range(len(prepared)), key=lambda i: len(prepared[i].item["input_ids"]))
         results: list[LinkResult | None] = [None] * len(prepared)
         for first in range(0, len(order), batch_size):
@@ -120,7 +133,7 @@ class EntityLinker:
     def detect(self, question: str) -> list[DetectedMention]:
         return self.detector.detect(question)
 
-    def prepare(self, question: str | dict) -> "_Prepared":
+    def prepare(self, question: str | dict) -> "Prepared":
         """Validate one question, find (or take) its mentions and build its evaluation item."""
         from edmem.data.examples import build_el_item, encode_question
         from edmem.data.formats import Mention
@@ -131,10 +144,11 @@ class EntityLinker:
             spans = [(m.start, m.end, m.candidates[0] if m.candidates else 1) for m in detected]
         mentions = [Mention(start, end - start, target) for start, end, target in spans]
         example = _example(text, mentions)
-        input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
+        with self._encode_lock:
+            input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
         item = build_el_item(example, input_ids, links, self.model_dir.encoding,
                              self.entity_start_id, is_training=False)
-        return _Prepared(text, [(s, e) for s, e, _ in spans], item)
+        return Prepared(text, [(s, e) for s, e, _ in spans], item)
 
     def _parse(self, question: str | dict) -> tuple[str, list[tuple[int, int, int]] | None]:
         spans = None
@@ -163,7 +177,7 @@ class EntityLinker:
                              "returns (inference_nearest_k_entity)")
         return top_k
 
-    def _run(self, prepared: list["_Prepared"], k: int) -> list[LinkResult]:
+    def _run(self, prepared: list["Prepared"], k: int) -> list[LinkResult]:
         import torch
 
         batch = self.collate([p.item for p in prepared])
@@ -197,8 +211,22 @@ class EntityLinker:
                 for i, p in zip(ids, probs.tolist())]
 
 
+def linker_device(device: Any) -> Any:
+    """``auto`` / ``cpu`` / ``cuda`` as the training commands read them (``edmem.runtime.devices``:
+    ``cuda`` without a GPU is a clear ValueError), or any torch device string (``cuda:1``)."""
+    import torch
+
+    from edmem.runtime.devices import DEVICE_CHOICES, resolve_device
+
+    if isinstance(device, str) and device in DEVICE_CHOICES:
+        return resolve_device(device)
+    return torch.device(device)
+
+
 @dataclass
-class _Prepared:
+class Prepared:
+    """A checked question, its mention spans and its evaluation item (``EntityLinker.prepare``)."""
+
     text: str
     spans: list[tuple[int, int]]
     item: dict

@@ -207,6 +207,15 @@ FLAGS: tuple[Flag, ...] = (
          "[edmem] also write {prefix}prediction_scores.json (the top-k scores)", boolean=True),
     Flag("tensorboard", True, G_RUN, "[edmem] write TensorBoard scalars to <output_dir>/tensorboard",
          boolean=True, modes=_TRAIN),
+    Flag("model", None, G_MODEL,
+         "[edmem] a model directory (written by training as <output_dir>/model, by `edmem demo` or "
+         "by `edmem convert`): architecture, tokenizer, entity vocabulary and weights come from "
+         "it, so --model_name, --id2entity_file and the model flags are not needed",
+         type=none_or_str, modes=_PRED),
+    Flag("alias_file", None, G_DATA,
+         "[edmem] aliases for mention detection, JSONL {\"id\": int, \"aliases\": [str]}; copied "
+         "into the model directory training writes (<output_dir>/model)", type=none_or_str,
+         modes=_TRAIN),
     Flag("num_threads", 0, G_RUN, "[edmem] torch CPU threads per process (0 = torch default)",
          type=int),
     Flag("device", "auto", G_RUN,
@@ -290,7 +299,9 @@ examples:
 The flags are those of the original run_QA.py (python -m edmem.run_qa accepts all of them);
 --generate_target is entity_linking here. Files written to --output_dir: args, log.txt,
 pytorch_model.bin + config.json (original layout), model.safetensors, training_state/ (resume),
-tensorboard/, and with --do_predict {prefix}predictions.json.
+tensorboard/, model/ (the self-describing model directory of the best checkpoint: use it with
+`edmem ask --model`, `edmem predict --model`, edmem.EntityLinker) and with --do_predict
+{prefix}predictions.json.
 """
 
 PREDICT_EPILOG = """\
@@ -299,6 +310,10 @@ examples:
   edmem predict --task wq --data_dir data/openqa --datafile_prefix entity_linking/el_ \\
       --id2entity_file data/wikipedia/entid2entityitemid_1M.json \\
       --model_name facebook/bart-large --output_dir out/wq
+
+  # the same with a model directory: no --model_name, --id2entity_file or model flags
+  edmem predict --model out/wq/model --task wq --data_dir data/openqa \
+      --datafile_prefix entity_linking/el_ --output_dir out/wq_test
 
   # the dev split, scores too, files named dev_predictions.json / dev_prediction_scores.json
   edmem predict ... --predict_on_dev --prefix dev_ --save_scores
