@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("edmem.apps.convert", "build a model directory from an original checkpoint + its flags"),
     "evaluate": ("edmem.evaluation.cli", "score predictions (exact_match / entity_linking_eval / hits@k)"),
     "pretrain": ("edmem.apps.pretrain", "pretrain the entity memory on entity-annotated passages"),
+    "serve": ("edmem.apps.serve.cli", "answer questions over HTTP: JSON API + a web page (FastAPI)"),
     "demo": ("edmem.demo.cli", "build the geographic knowledge base, pretrain, fine-tune, predict, evaluate"),
     "memory": ("edmem.knowledge.cli", "add entities, edit facts, hide entities in a model directory's memory"),
     "export-trie": ("edmem.data.tries", "convert a prefix-trie pickle to JSON (restricted unpickler)"),

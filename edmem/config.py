@@ -23,6 +23,9 @@ FINAL_LAYER_LOSSES = ("answer_only", "all", "all_eval")
 APPLY_EL_LOSSES = ("all", "final")
 LOWER_DECODER_ATTNS = ("lower_encoder", "upper_encoder")
 MEMORY_PROJECTION_INITS = ("normal", "pytorch_default")
+#: Eval-mode memory-read backends and lean-table dtypes (edmem.index; docs/model.md).
+MEMORY_INDEXES = ("exact", "hnsw", "ivf", "ivfpq")
+MEMORY_INDEX_DTYPES = ("fp32", "fp16", "bf16", "int8")
 
 #: The EDMem settings (beyond the BART shape) that :meth:`EDMemConfig.from_bart_config` takes
 #: from its ``settings`` mapping; ``dropout`` is the only BART field among them (the original
@@ -89,6 +92,10 @@ class EDMemConfig(PretrainedConfig):
             ``pytorch_default`` = what the original actually ran (docs/model.md).
         memory_chunk_size (`int`, *optional*, defaults to 65536):
             Not in the original: entities scored per chunk in eval-mode top-k.
+        memory_index (`str`, *optional*, defaults to `"exact"`), memory_index_dtype (`str`, *optional*, defaults to `"fp32"`):
+            Not in the original: backend of the eval-mode memory reads (``exact``, ``hnsw``,
+            ``ivf``, ``ivfpq``) and storage of the rows it reads (``fp32``, ``fp16``, ``bf16``,
+            ``int8``), see ``edmem.index`` and docs/model.md; training always reads the full table.
     """
 
     model_type = "edmem"
@@ -132,6 +139,8 @@ class EDMemConfig(PretrainedConfig):
         elloss_weight: float = 1.0,
         memory_projection_init: str = "normal",
         memory_chunk_size: int = 65536,
+        memory_index: str = "exact",
+        memory_index_dtype: str = "fp32",
         is_encoder_decoder: bool = True,
         tie_word_embeddings: bool = True,
         **kwargs: Any,
@@ -171,6 +180,8 @@ class EDMemConfig(PretrainedConfig):
         self.elloss_weight = elloss_weight
         self.memory_projection_init = memory_projection_init
         self.memory_chunk_size = memory_chunk_size
+        self.memory_index = memory_index
+        self.memory_index_dtype = memory_index_dtype
         super().__init__(
             pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
             decoder_start_token_id=decoder_start_token_id, is_encoder_decoder=is_encoder_decoder,
@@ -189,6 +200,8 @@ class EDMemConfig(PretrainedConfig):
         one_of("apply_el_loss", APPLY_EL_LOSSES)
         one_of("lower_decoder_attn", LOWER_DECODER_ATTNS)
         one_of("memory_projection_init", MEMORY_PROJECTION_INITS)
+        one_of("memory_index", MEMORY_INDEXES)
+        one_of("memory_index_dtype", MEMORY_INDEX_DTYPES)
         if not isinstance(self.generate_target, str) or not self.generate_target:
             raise ValueError(f"EDMemConfig.generate_target={self.generate_target!r} must be a non-empty string")
         if self.num_lower_layers < 0 or self.num_upper_layers < 1:

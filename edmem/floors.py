@@ -15,7 +15,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("config",),                                     # EDMemConfig (pure; no flags)
     ("data",),                                       # files -> examples -> items -> batches
     ("modeling", "evaluation"),                      # the model | scoring (no torch)
-    ("training", "inference"),                       # the loop, checkpoints, flags | prediction
+    ("training", "inference", "index"),              # the loop, checkpoints, flags | prediction | eval-read backends
     ("pretraining",),                                # corpora, masking, recall@k
     ("apps", "testing", "knowledge"),                # run_qa, pretrain: wiring of the layers | edmem memory
     ("demo",),                                       # `edmem demo` (uses the apps)

@@ -66,6 +66,29 @@ def test_ask_bad_input_is_one_line(model_dir, capsys, monkeypatch):
     assert "model directory not found" in one_error(capsys)
 
 
+def test_ask_through_a_memory_index_gives_the_exact_answers(model_dir, tmp_path, capsys):
+    """--memory_index builds the index once into <model>/memory_index/ and answers as exact does
+    (the tiny table has few rows: every IVF list is probed, int8 keeps the order here)."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    questions = ["what is the capital of france?", "what is the capital of peru?"]
+
+    def answers(*flags: str) -> list[list[int]]:
+        ids = []
+        for question in questions:
+            assert ask.main(["--model", str(copy), "--json", *flags, question]) == 0
+            ids.append([e["id"] for e in json.loads(capsys.readouterr().out)["top_k"]])
+        return ids
+
+    exact = answers()
+    assert answers("--memory_index", "ivf", "--memory_index_dtype", "fp32") == exact
+    assert sorted(p.name for p in (copy / "memory_index").iterdir()) == [
+        "ivf-fp32.faiss", "ivf-fp32.json", "table-fp32.safetensors"]
+    assert answers("--memory_index", "ivf", "--memory_index_dtype", "fp32") == exact  # reloaded
+
+
 def test_ask_command_line_as_printed(model_dir):
     """Through the installed entry point, in a fresh process (what the demo prints)."""
     done = subprocess.run([sys.executable, "-m", "edmem", "ask", "--model", str(model_dir),

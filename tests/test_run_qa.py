@@ -265,3 +265,21 @@ def test_convert_builds_the_same_model_dir_from_the_original_layout(trained, tin
     flags[flags.index("--entity_embed_size") + 1] = "8"
     assert convert([*flags, "--output", str(tmp_path / "bad")]) == 1
     assert "does not fit" in _error_line(capsys) and not (tmp_path / "bad").exists()
+def test_predict_through_a_memory_index_and_a_stale_one_is_an_error(trained, tiny, tmp_path, capsys):
+    out = tmp_path / "indexed"
+    shutil.copytree(trained, out, ignore=shutil.ignore_patterns("*.pt", "training_state"))
+    flags = el_tiny.flags(tiny, out, "--prefix", "ivf_", "--memory_index", "ivf",
+                          "--memory_index_dtype", "int8", "--nprobe", "64")
+    assert predict_cli(flags) == 0
+    exact = json.loads((trained / "predictions.json").read_text())
+    ivf = json.loads((out / "ivf_predictions.json").read_text())
+    assert {q: v[1][0] for q, v in ivf.items()} == {q: v[1][0] for q, v in exact.items()}
+    meta = out / "memory_index" / "ivf-int8.json"
+    assert (out / "memory_index" / "table-int8.safetensors").is_file() and meta.is_file()
+    data = json.loads(meta.read_text())
+    data["source_digest"] = "sha256:0123"
+    meta.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert predict_cli(flags) == 1
+    line = _error_line(capsys)
+    assert "stale memory index" in line and "sha256:0123" in line

@@ -25,6 +25,14 @@ def add_linker_flags(parser: argparse.ArgumentParser) -> None:
                              "cuda:1 (default: cpu)")
     parser.add_argument("--num_threads", type=int, default=0,
                         help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--memory_index", default="exact", choices=("exact", "hnsw", "ivf", "ivfpq"),
+                        help="backend of the memory reads: exact (every row scored, default) or a "
+                             "FAISS index, built once into <model>/memory_index/ (docs/model.md)")
+    parser.add_argument("--memory_index_dtype", default="fp32", choices=("fp32", "fp16", "bf16", "int8"),
+                        help="storage of the rows the memory index reads (default: fp32)")
+    parser.add_argument("--nprobe", type=int, default=32, help="ivf / ivfpq: lists searched per read")
+    parser.add_argument("--ef_search", type=int, default=128, help="hnsw: search beam width")
+    parser.add_argument("--pq_bytes", type=int, default=32, help="ivfpq: code bytes per row")
 
 
 def load_linker(args: argparse.Namespace) -> Any:
@@ -34,8 +42,16 @@ def load_linker(args: argparse.Namespace) -> Any:
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    return EntityLinker.from_pretrained(args.model, device=args.device, top_k=args.top_k,
-                                        alias_file=args.alias_file)
+    linker = EntityLinker.from_pretrained(args.model, device=args.device, top_k=args.top_k,
+                                          alias_file=args.alias_file)
+    if args.memory_index != "exact" or args.memory_index_dtype != "fp32":
+        from edmem.index import attach_memory_index, load_memory_index
+
+        index = load_memory_index(args.model, linker.model.EntityEmbedding.weight, args.memory_index,
+                                  args.memory_index_dtype, nprobe=args.nprobe,
+                                  ef_search=args.ef_search, pq_bytes=args.pq_bytes)
+        attach_memory_index(linker.model, index)
+    return linker
 
 
 def error(prog: str, message: str) -> int:

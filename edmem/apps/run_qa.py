@@ -288,6 +288,7 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
     model.to(dist.device)
     if not weights_loaded:
         load_weights(model, out, "--output_dir")
+    attach_index(args, dist, out, model)
     split = "dev" if args.predict_on_dev else "test"
     examples = splits[split]
     predictions = predict_entities(model, eval_dataset(examples), collate,
@@ -304,6 +305,27 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
     logger.info("EM on %s data: %.2f%%", split, scores.em * 100)
     logger.info("Entity-id accuracy on %s data: %.2f%%", split, scores.id_accuracy * 100)
     dist_utils.barrier()
+
+
+def attach_index(args: argparse.Namespace, dist: DistInfo, out: Path, model: Any) -> None:
+    """Route prediction's memory reads through ``--memory_index`` (docs/model.md, "Memory
+    indexes"); rank 0 builds and saves a missing index first, the other ranks then load it."""
+    if args.memory_index == "exact" and args.memory_index_dtype == "fp32":
+        return
+    from edmem.index import attach_memory_index, load_memory_index
+
+    knobs = dict(nprobe=args.nprobe, ef_search=args.ef_search, pq_bytes=args.pq_bytes)
+    try:
+        for build_turn in (True, False):
+            if build_turn == dist.is_main:
+                index = load_memory_index(out, model.EntityEmbedding.weight, args.memory_index,
+                                          args.memory_index_dtype, **knobs)
+            dist_utils.barrier()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    attach_memory_index(model, index)
+    logger.info("Memory reads through the %s index (%s rows) of %s", args.memory_index,
+                args.memory_index_dtype, out)
 
 
 # ---------------------------------------------------------------------------- commands

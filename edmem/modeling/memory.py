@@ -32,6 +32,10 @@ class EntityTable(nn.Module):
     reader, which makes ``*.EntityEmbedding.weight`` aliases of one Parameter (as in the original).
     """
 
+    #: An eval-mode read backend (``edmem.index``: ``search``/``gather``) set by
+    #: ``edmem.index.attach_memory_index``; None = the built-in exact read below. Never used in training.
+    index = None
+
     def __init__(self, num_entities: int, dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(dim, num_entities))
@@ -369,6 +373,12 @@ class EntityMemory(nn.Module):
     # ------------------------------------------------------------------ evaluation
     def _eval_read(self, access: MemoryAccess, query: torch.Tensor, table: torch.Tensor,
                    entity_mask: torch.Tensor | None, trace: bool) -> torch.Tensor:
+        index = self.EntityEmbedding.index
+        if index is not None and entity_mask is None and not trace:  # docs/model.md, "Memory indexes"
+            values, ids = index.search(query, self.top_k)
+            access.topk_ids, access.topk_scores = ids, values
+            beta = F.softmax(values.float(), dim=-1)
+            return torch.bmm(beta.unsqueeze(1), index.gather(ids)).squeeze(1).to(query.dtype)
         k = min(self.top_k, table.shape[1])
         values, ids = chunked_topk(query, table, k, self.chunk_size, entity_mask,
                                    keep_scores=trace, access=access)

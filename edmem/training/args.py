@@ -216,6 +216,16 @@ FLAGS: tuple[Flag, ...] = (
          "[edmem] aliases for mention detection, JSONL {\"id\": int, \"aliases\": [str]}; copied "
          "into the model directory training writes (<output_dir>/model)", type=none_or_str,
          modes=_TRAIN),
+    Flag("memory_index", "exact", G_RUN,
+         "[edmem] backend of the eval-mode memory reads when predicting: exact (every row scored) "
+         "or a FAISS index (hnsw / ivf / ivfpq), built once into <output_dir>/memory_index/",
+         choices=("exact", "hnsw", "ivf", "ivfpq")),
+    Flag("memory_index_dtype", "fp32", G_RUN,
+         "[edmem] storage of the rows the memory index reads (int8: per-row scale, 4x smaller)",
+         choices=("fp32", "fp16", "bf16", "int8")),
+    Flag("nprobe", 32, G_RUN, "[edmem] ivf / ivfpq: inverted lists searched per read", type=int),
+    Flag("ef_search", 128, G_RUN, "[edmem] hnsw: search beam width", type=int),
+    Flag("pq_bytes", 32, G_RUN, "[edmem] ivfpq: code bytes per row (divides the row size)", type=int),
     Flag("num_threads", 0, G_RUN, "[edmem] torch CPU threads per process (0 = torch default)",
          type=int),
     Flag("device", "auto", G_RUN,
