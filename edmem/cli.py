@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("edmem.apps.pretrain", "pretrain the entity memory on entity-annotated passages"),
     "serve": ("edmem.apps.serve.cli", "answer questions over HTTP: JSON API + a web page (FastAPI)"),
     "demo": ("edmem.demo.cli", "build the geographic knowledge base, pretrain, fine-tune, predict, evaluate"),
+    "memory": ("edmem.knowledge.cli", "add entities, edit facts, hide entities in a model directory's memory"),
     "export-trie": ("edmem.data.tries", "convert a prefix-trie pickle to JSON (restricted unpickler)"),
     "run_qa": ("edmem.run_qa", "the original run_QA.py command line (same flags)"),
 }

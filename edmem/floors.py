@@ -17,7 +17,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("modeling", "evaluation"),                      # the model | scoring (no torch)
     ("training", "inference", "index"),              # the loop, checkpoints, flags | prediction | eval-read backends
     ("pretraining",),                                # corpora, masking, recall@k
-    ("apps", "testing"),                                       # run_qa, pretrain: wiring of the layers
+    ("apps", "testing", "knowledge"),                # run_qa, pretrain: wiring of the layers | edmem memory
     ("demo",),                                       # `edmem demo` (uses the apps)
     ("cli", "run_qa"),                               # entry points: `edmem`, `python -m edmem.run_qa`
     ("__main__",),                                   # `python -m edmem` (calls cli)

@@ -229,6 +229,8 @@ class EDMemModel(EDMemPreTrainedModel):
         True/False forces. ``output_hidden_states`` adds block outputs and memory traces.
         """
         cfg = self.config
+        if entity_mask is None and not self.training:
+            entity_mask = self.hidden_entity_mask()
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = shift_right(labels, cfg.pad_token_id, cfg.decoder_start_token_id)
             if output_entity_link is not None:
@@ -290,6 +292,23 @@ class EDMemModel(EDMemPreTrainedModel):
             }
             out.memory = {"encoder_memory": enc_read, "decoder_memory": dec_read, "final_el_head": final_read}
         return out if return_dict else out.to_tuple()
+
+    def hidden_entity_mask(self) -> torch.Tensor | None:
+        """(N,) entity mask with 1 at ``config.hidden_entity_rows`` (rows that ``edmem memory remove``
+        hid, docs/knowledge.md), or None. Eval-mode reads apply it when the caller passes no mask:
+        a hidden entity is never retrieved nor answered, and no row is renumbered."""
+        rows = getattr(self.config, "hidden_entity_rows", None)
+        if not rows:
+            return None
+        table = self.EntityEmbedding.weight
+        key = (tuple(rows), table.shape[1], table.device)
+        cached = getattr(self, "_hidden_mask_cache", None)
+        if cached is None or cached[0] != key:
+            mask = torch.zeros(table.shape[1], dtype=torch.long, device=table.device)
+            mask[torch.as_tensor(list(rows), dtype=torch.long, device=table.device)] = 1
+            cached = (key, mask)
+            self._hidden_mask_cache = cached
+        return cached[1]
 
     def _token_embeddings(self, input_ids: torch.Tensor,
                           decoder_input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

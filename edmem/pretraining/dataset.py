@@ -31,11 +31,15 @@ def row_map(entity_rows: EntityRows) -> RowMap:
     positions are ignored by the EL losses and by recall@k. The markers stay, so the text is the
     same whatever the memory.
     """
-    row_to_id = entity_rows.rows_to_ids(np.arange(entity_rows.num_rows))  # ascending by construction
+    row_to_id = entity_rows.rows_to_ids(np.arange(entity_rows.num_rows))
+    # Ascending for memories built by training; rows appended later (`edmem memory add`,
+    # docs/knowledge.md) may break the order, so search a sorted view and map back.
+    order = np.argsort(row_to_id, kind="stable")
+    sorted_ids = row_to_id[order]
 
     def to_rows(ids: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(row_to_id, ids), 0, len(row_to_id) - 1)
-        return np.where(row_to_id[pos] == ids, pos, NIL_ENTITY)
+        pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+        return np.where(sorted_ids[pos] == ids, order[pos], NIL_ENTITY)
 
     return to_rows
 

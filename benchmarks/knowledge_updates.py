@@ -1,0 +1,527 @@
+"""Measure ``edmem memory add`` and ``edmem memory edit`` on the demo KB (docs/knowledge.md).
+
+Two steps::
+
+    # once (~6-10 min on an idle 2-core machine): the demo with 60 cities held out entirely
+    python benchmarks/knowledge_updates.py prepare --demo_dir runs/knowledge-demo
+
+    # the measurements (prints one JSON document; --sweep: the settings sweep on dev entities/edits)
+    python benchmarks/knowledge_updates.py measure --demo_dir runs/knowledge-demo [--sweep]
+
+(a) *add*: the held-out cities are split (seeded) into 10 dev entities (settings are chosen on
+them) and 50 test entities. Their questions are answered before (no row: 0) and after adding
+the 50 with their passages; compared with the hits@1 the same model reaches on pretrained
+entities' test questions of the same relations, and the old test set before/after.
+
+(b) *edit*: counterfactual currency edits — country X's currency becomes another currency Y,
+stated by two passages in the corpus's own templates ("The currency of X is the Y.", "X uses
+the Y as its currency."). 20 dev edits (settings), 100 test edits, applied one at a time
+(sequentially, each on the result of the previous) and all in one batch. Efficacy: hits@1 of Y on
+"what is the currency of x?"; generalisation: the three other currency question frames;
+specificity: hits@1 on 500 dev/test questions that involve none of the edited countries
+(before - after); seconds per edit.
+
+Each operation runs the package's own functions (``edmem.knowledge``: append, initialise, fit)
+in process on a copy of the model; ``api_seconds`` times the full ``edmem.knowledge`` API call
+(load the model directory, validate, fit, write the new directory) once for each operation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+QA_BATCH = 128
+
+
+@dataclass
+class World:
+    """The demo's fine-tuned model and everything needed to ask it questions."""
+
+    demo_dir: Path
+    model: Any
+    tokenizer: Any
+    rows: Any
+    names: dict[int, str]
+    types: dict[int, str | None]
+    options: Any
+    kb: Any = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def load_world(demo_dir: Path) -> World:
+    from edmem.config import EDMemConfig
+    from edmem.data.entity_rows import EntityRows
+    from edmem.data.examples import ELEncodingOptions
+    from edmem.data.tokenization import load_tokenizer
+    from edmem.demo.knowledge_base import build_knowledge_base
+    from edmem.modeling.checkpoints import load_original_state_dict
+    from edmem.modeling.model import EDMemModel
+
+    finetune = demo_dir / "finetune"
+    config = EDMemConfig.from_json_file(str(finetune / "config.json"))
+    model = EDMemModel(config)
+    load_original_state_dict(model, finetune, strict=True)
+    model.eval()
+    vocab = json.loads((demo_dir / "data" / "wikipedia" / "entid2entityitemid_geo.json").read_text())
+    names = {int(k): v["entity"] for k, v in vocab.items()}
+    types = {int(k): v.get("type") for k, v in vocab.items()}
+    settings = json.loads((demo_dir / "settings.json").read_text())
+    kb = build_knowledge_base(num_cities=settings["num_cities"] or None)
+    return World(demo_dir, model, load_tokenizer(demo_dir / "tokenizer"), EntityRows.load(finetune), names, types,
+                 ELEncodingOptions(), kb)
+
+
+# ---------------------------------------------------------------------------- asking questions
+def top1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> dict[str, int]:
+    """The EL head's best entity id per question (the product's prediction path)."""
+    from edmem.data.collate import ELCollator
+    from edmem.data.dataset import ELDataset
+    from edmem.inference.predict import predict_entities
+    from edmem.runtime.distributed import DistInfo
+
+    if not examples:
+        return {}
+    lenient = lambda i: rows.id_to_row(i) if i in rows else 0  # noqa: E731
+    dataset = ELDataset(list(examples), world.tokenizer, world.options, is_training=False, id_to_row=lenient)
+    collate = ELCollator(pad_token_id=model.config.pad_token_id,
+                         decoder_start_token_id=model.config.decoder_start_token_id)
+    preds = predict_entities(model, dataset, collate, QA_BATCH, DistInfo(), rows)
+    return {qid: int(ids[0]) for qid, ids in preds.topk.items()}
+
+
+def mention_recall1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> float:
+    """Share of questions whose first mention the encoder's memory read links to the mention's
+    own entity (top-1): does the memory find the entity when the question names it?"""
+    import torch
+
+    from edmem.data.collate import ELCollator
+    from edmem.data.dataset import ELDataset
+
+    if not examples:
+        return 0.0
+    lenient = lambda i: rows.id_to_row(i) if i in rows else 0  # noqa: E731
+    dataset = ELDataset(list(examples), world.tokenizer, world.options, is_training=False, id_to_row=lenient)
+    collate = ELCollator(pad_token_id=model.config.pad_token_id,
+                         decoder_start_token_id=model.config.decoder_start_token_id)
+    start = model.config.entity_start_token_id
+    good = 0
+    model.eval()
+    with torch.no_grad():
+        for first in range(0, len(dataset), QA_BATCH):
+            idx = list(range(first, min(first + QA_BATCH, len(dataset))))
+            batch = collate([dataset[i] for i in idx])
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        decoder_input_ids=batch["decoder_input_ids"],
+                        decoder_attention_mask=batch["decoder_attention_mask"])
+            positions = torch.nonzero(batch["input_ids"] == start)
+            seen = set()
+            for (row, _), top in zip(positions.tolist(), out.topk_entity[0][:, 0].tolist()):
+                if row in seen:
+                    continue
+                seen.add(row)
+                example = dataset.examples[idx[row]]
+                good += rows.row_to_id(top) == example.mentions[0].target
+    return good / len(dataset)
+
+
+def hits1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> float:
+    best = top1(world, model, rows, examples)
+    good = sum(best[e.id] in {a for a, _ in e.answer_entities or []} for e in examples)
+    return good / max(1, len(examples))
+
+
+def read_questions(path: Path) -> tuple[list[Any], dict[str, dict]]:
+    """Linkable EL examples of a file and the raw rows (for relation / subject)."""
+    from edmem.data.formats import load_el_examples
+
+    examples, _ = load_el_examples(path, is_training=False, log=None)
+    raw = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            raw[str(obj["id"])] = obj
+    return [e for e in examples if e.answer_entities], raw
+
+
+def question(qid: str, template: str, subject: Any, answer: Any) -> Any:
+    """An EL example asking ``template`` about ``subject`` with gold ``answer`` (KB entities)."""
+    from edmem.data.formats import ELExample, Mention
+    from edmem.demo.corpus import Slot, render
+
+    r = render(template, {"s": Slot(subject.surface.lower(), subject.id, subject.article)}, transform=str.lower)
+    return ELExample(qid, r.text, [answer.name], [Mention(r.offsets[0], r.lengths[0], subject.id)],
+                     [(answer.id, answer.name)], 0)
+
+
+# ---------------------------------------------------------------------------- (a) add
+def add_split(world: World, seed: int = 0) -> tuple[list[int], list[int]]:
+    held = json.loads((world.demo_dir / "data" / "heldout" / "heldout.json").read_text())["ids"]
+    order = sorted(held)
+    random.Random(f"add-dev-{seed}").shuffle(order)
+    return sorted(order[:10]), sorted(order[10:])
+
+
+def heldout_inputs(world: World, ids: Sequence[int]) -> tuple[list[Any], list[Any], list[dict]]:
+    """(new entities, their passages, their linkable questions) for ``ids``."""
+    from edmem.data.formats import LoadReport
+    from edmem.knowledge.inputs import NewEntity
+    from edmem.pretraining.corpus import parse_passage
+
+    root = world.demo_dir / "data" / "heldout"
+    wanted = set(ids)
+    entities = [NewEntity(o["id"], o["name"], tuple(o["aliases"]), o.get("type"))
+                for o in map(json.loads, (root / "entities.jsonl").read_text().splitlines()) if o["id"] in wanted]
+    passages = []
+    for line, text in enumerate((root / "passages.jsonl").read_text().splitlines(), start=1):
+        obj = json.loads(text)
+        if set(obj["hyperlinks"]["link_target"]) & wanted:
+            passages.append(parse_passage(obj, root / "passages.jsonl", line, LoadReport("heldout")))
+    examples, raw = read_questions(root / "questions.jsonl")
+    asked = [e for e in examples if int(raw[e.id]["subject_entity"][0]) in wanted]
+    return entities, passages, asked
+
+
+def run_add(world: World, ids: Sequence[int], *, init: str, settings: Any) -> dict[str, Any]:
+    from edmem.knowledge.fit import fit_rows
+    from edmem.knowledge.table import append_rows, initialise_rows
+
+    entities, passages, asked = heldout_inputs(world, ids)
+    model = copy.deepcopy(world.model)
+    before = hits1(world, model, world.rows, asked)
+    wall, cpu = time.perf_counter(), time.process_time()
+    rows, new_rows = append_rows(model, world.rows, [e.id for e in entities])
+    row_types = {world.rows.id_to_row(i): t for i, t in world.types.items() if i in world.rows}
+    initialise_rows(model, world.tokenizer, new_rows, method=init, names=[e.names() for e in entities],
+                    types=[e.type for e in entities], row_types=row_types, bos_prefix=True,
+                    max_length=settings.max_length)
+    fit = fit_rows(model, world.tokenizer, rows, passages, new_rows, settings)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    model.eval()
+    return {"entities": len(entities), "passages": len(passages), "questions": len(asked),
+            "hits@1_before": before, "hits@1_after": hits1(world, model, rows, asked),
+            "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "fit": fit.to_json(),
+            "_model": model, "_rows": rows}
+
+
+def demo_model_dir(world: World) -> Path:
+    """The demo's fine-tuned model as a model directory (``<demo_dir>/model``, written once)."""
+    from edmem.inference.model_dir import EntityTable, save_model_dir
+
+    path = world.demo_dir / "model"
+    if not (path / "edmem_model.json").is_file():
+        aliases = {e.id: [a for a in dict.fromkeys([e.surface, *e.aliases]) if a != e.name]
+                   for e in world.kb.entities if e.id in world.names}
+        save_model_dir(path, model=world.model, tokenizer=world.tokenizer,
+                       entities=EntityTable(dict(world.names), dict(world.types)), rows=world.rows,
+                       encoding=world.options, aliases={i: a for i, a in aliases.items() if a},
+                       name="knowledge-demo")
+    return path
+
+
+def run_add_api(world: World, ids: Sequence[int], *, init: str, settings: Any, work: Path) -> dict[str, Any]:
+    """``edmem.knowledge.add_entities`` end to end (model directory in, model directory out),
+    then the new directory answers the held-out questions."""
+    from edmem.inference.model_dir import load_model_dir
+    from edmem.knowledge import add_entities
+
+    entities, passages, asked = heldout_inputs(world, ids)
+    root = world.demo_dir / "data" / "heldout"
+    work.mkdir(parents=True, exist_ok=True)
+    wanted = set(ids)
+    (work / "new.jsonl").write_text("".join(line + "\n" for line in (root / "entities.jsonl").read_text().splitlines()
+                                            if json.loads(line)["id"] in wanted), encoding="utf-8")
+    (work / "passages.jsonl").write_text("".join(
+        line + "\n" for line in (root / "passages.jsonl").read_text().splitlines()
+        if set(json.loads(line)["hyperlinks"]["link_target"]) & wanted), encoding="utf-8")
+    source = demo_model_dir(world)
+    wall, cpu = time.perf_counter(), time.process_time()
+    record = add_entities(source, work / "new.jsonl", work / "passages.jsonl", work / "model", init=init,
+                          settings=settings, overwrite=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    added = load_model_dir(work / "model")
+    return {"entities": len(entities), "passages": len(passages), "questions": len(asked),
+            "hits@1_before": hits1(world, world.model, world.rows, asked),
+            "hits@1_after": hits1(world, added.model, added.rows, asked),
+            "mention_recall@1_after": mention_recall1(world, added.model, added.rows, asked),
+            "api_seconds": round(wall, 2), "api_cpu_seconds": round(cpu, 2), "fit": record["fit"],
+            "name_mismatches": record["passages"]["name_mismatches"], "_model": added.model, "_rows": added.rows}
+
+
+def reference_hits(world: World, relations: set[str]) -> dict[str, Any]:
+    """hits@1 on the (non-held-out) test questions of ``relations``: facts the model saw only in
+    pretraining text, like the added entities' facts in their passages."""
+    path = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking" / "el_geo-test.jsonl"
+    examples, raw = read_questions(path)
+    same = [e for e in examples if raw[e.id].get("relation") in relations]
+    return {"questions": len(same), "hits@1": hits1(world, world.model, world.rows, same),
+            "mention_recall@1": mention_recall1(world, world.model, world.rows, same)}
+
+
+def old_test(world: World) -> list[Any]:
+    path = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking" / "el_geo-test.jsonl"
+    return read_questions(path)[0]
+
+
+# ---------------------------------------------------------------------------- (b) edit
+@dataclass
+class Edit:
+    country: Any
+    old: Any
+    new: Any
+    passages: list[Any]
+    efficacy: Any
+    generalisation: list[Any]
+    raw: list[dict] = field(default_factory=list)
+
+
+def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
+    """(20 dev, 100 test) counterfactual currency edits, seeded."""
+    from edmem.data.formats import LoadReport
+    from edmem.demo.corpus import CORPUS_TEMPLATES, Slot, render
+    from edmem.demo.knowledge_base import article_for
+    from edmem.demo.questions import QUESTION_TEMPLATES
+    from edmem.pretraining.corpus import parse_passage
+
+    kb = world.kb
+    facts = [f for f in kb.facts if f.relation == "country_currency" and f.subject in world.rows
+             and f.object in world.rows]
+    currencies = sorted({e.id for e in kb.entities if e.type == "currency" and e.id in world.rows})
+    rng = random.Random(f"edits-{seed}")
+    rng.shuffle(facts)
+    frames = QUESTION_TEMPLATES["country_currency"]
+    statements = CORPUS_TEMPLATES["country_currency"][:2]
+    edits = []
+    for k, fact in enumerate(facts[:120]):
+        country, old = kb.entity(fact.subject), kb.entity(fact.object)
+        new = kb.entity(rng.choice([c for c in currencies if c != old.id]))
+        passages, raw = [], []
+        for t, template in enumerate(statements):
+            r = render(template, {"s": Slot(country.surface, country.id, article_for(country, country.surface)),
+                                  "o": Slot(new.surface, new.id)})
+            obj = {"id": f"edit-{k}-{t}", "text": r.text,
+                   "hyperlinks": {"link_offset": list(r.offsets), "link_length": list(r.lengths),
+                                  "link_target": list(r.targets)}}
+            passages.append(parse_passage(obj, "edits", t + 1, LoadReport("edits")))
+            raw.append(obj)
+        asks = [question(f"edit-{k}-q{f}", frame, country, new) for f, frame in enumerate(frames)]
+        edits.append(Edit(country, old, new, passages, asks[1], [asks[0], *asks[2:]], raw))
+    return edits[:20], edits[20:120]
+
+
+def specificity_set(world: World, edits: Sequence[Edit], count: int = 500, seed: int = 0) -> list[Any]:
+    """``count`` linkable questions that involve none of the edited countries: every such dev/test
+    question (facts seen only in pretraining), filled up with a seeded sample of train questions."""
+    root = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking"
+    touched = {e.country.id for e in edits}
+    pools: dict[str, list[Any]] = {}
+    for split in ("dev", "test", "train"):
+        examples, raw = read_questions(root / f"el_geo-{split}.jsonl")
+        for e in examples:
+            ids = {m.target for m in e.mentions} | {a for a, _ in e.answer_entities or []}
+            ids.add(int(raw[e.id].get("subject_entity", [0])[0]))
+            if not ids & touched:
+                pools.setdefault(split, []).append(e)
+    held_out = pools.get("dev", []) + pools.get("test", [])
+    random.Random(f"specificity-{seed}").shuffle(held_out)
+    train = pools.get("train", [])
+    random.Random(f"specificity-train-{seed}").shuffle(train)
+    return (held_out + train)[:count]
+
+
+def edit_rows(world: World, edit: Edit, rows_mode: str) -> list[int]:
+    ids = [edit.country.id] if rows_mode == "subject" else [edit.country.id, edit.new.id]
+    return [world.rows.id_to_row(i) for i in ids]
+
+
+def score_edits(world: World, model: Any, edits: Sequence[Edit]) -> dict[str, float]:
+    eff = hits1(world, model, world.rows, [e.efficacy for e in edits])
+    gen = hits1(world, model, world.rows, [q for e in edits for q in e.generalisation])
+    return {"efficacy": eff, "generalisation": gen}
+
+
+def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *, settings: Any,
+              batch_settings: Any, rows_mode: str, batch: bool = True) -> dict[str, Any]:
+    from edmem.knowledge.fit import fit_rows
+
+    from edmem.demo.questions import QUESTION_TEMPLATES
+
+    base = world.model
+    frame = QUESTION_TEMPLATES["country_currency"][1]
+    old_facts = [question(f"old-{k}", frame, e.country, e.old) for k, e in enumerate(edits)]
+    out: dict[str, Any] = {"edits": len(edits), "rows_mode": rows_mode,
+                           "before": {**score_edits(world, base, edits),
+                                      "old_answer_hits@1": hits1(world, base, world.rows, old_facts),
+                                      "specificity_hits@1": hits1(world, base, world.rows, specificity)}}
+    # one at a time, each on the result of the previous
+    model = copy.deepcopy(base)
+    seconds, cpu, immediate = [], [], 0
+    for edit in edits:
+        t, c = time.perf_counter(), time.process_time()
+        fit_rows(model, world.tokenizer, world.rows, edit.passages, edit_rows(world, edit, rows_mode), settings)
+        seconds.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+        model.eval()
+        immediate += hits1(world, model, world.rows, [edit.efficacy]) == 1.0
+    out["sequential"] = {**score_edits(world, model, edits), "efficacy_right_after_each": immediate / len(edits),
+                         "specificity_hits@1": hits1(world, model, world.rows, specificity),
+                         "seconds_per_edit": round(sum(seconds) / len(seconds), 3),
+                         "cpu_seconds_per_edit": round(sum(cpu) / len(cpu), 3),
+                         "max_seconds": round(max(seconds), 3)}
+    if batch:
+        model = copy.deepcopy(base)
+        rows = sorted({r for e in edits for r in edit_rows(world, e, rows_mode)})
+        t, c = time.perf_counter(), time.process_time()
+        fit_rows(model, world.tokenizer, world.rows, [p for e in edits for p in e.passages], rows, batch_settings)
+        took, took_cpu = time.perf_counter() - t, time.process_time() - c
+        model.eval()
+        out["batch"] = {**score_edits(world, model, edits),
+                        "specificity_hits@1": hits1(world, model, world.rows, specificity),
+                        "seconds": round(took, 2), "seconds_per_edit": round(took / len(edits), 3),
+                        "cpu_seconds": round(took_cpu, 2),
+                        "rows": len(rows)}
+    for mode in ("sequential", "batch"):
+        if mode in out:
+            out[mode]["specificity_drop_points"] = round(
+                100 * (out["before"]["specificity_hits@1"] - out[mode]["specificity_hits@1"]), 2)
+    return out
+
+
+# ---------------------------------------------------------------------------- commands
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from edmem.knowledge.fit import FitSettings
+
+    torch.set_num_threads(args.num_threads)
+    world = load_world(Path(args.demo_dir))
+    add_settings = FitSettings(steps=args.add_steps, learning_rate=args.add_lr, batch_size=32,
+                               norm_cap=args.norm_cap, progress=False)
+    edit_settings = FitSettings(steps=args.edit_steps, learning_rate=args.edit_lr, anchor=args.edit_anchor,
+                                batch_size=32, norm_cap=args.norm_cap, progress=False)
+    batch_settings = FitSettings(steps=args.batch_steps, learning_rate=args.edit_lr, anchor=args.edit_anchor,
+                                 batch_size=32, norm_cap=args.norm_cap, progress=False)
+    dev_ids, test_ids = add_split(world)
+    dev_edits, test_edits = make_edits(world)
+    result: dict[str, Any] = {"threads": args.num_threads}
+    if args.sweep:
+        result["add_dev"] = []
+        if args.skip_add_sweep:
+            inits = ()
+        else:
+            inits = (("name", 0.05), ("type_mean", 0.05), ("name", 0.02), ("name", 0.1))
+        for init, lr in inits:
+            s = FitSettings(steps=args.add_steps, learning_rate=lr, batch_size=32, progress=False)
+            r = run_add(world, dev_ids, init=init, settings=s)
+            result["add_dev"].append({"init": init, "lr": lr, **{k: v for k, v in r.items() if k[0] != "_"}})
+            print(json.dumps(result["add_dev"][-1]), file=sys.stderr)
+        spec = specificity_set(world, dev_edits, count=200)
+        result["edit_dev"] = []
+        for lr, cap, rows_mode in ((args.edit_lr, 1.0, "linked"), (args.edit_lr, 1.5, "linked"),
+                                   (args.edit_lr, 1.5, "subject"), (args.edit_lr / 5, 0.0, "linked")):
+            s = FitSettings(steps=args.edit_steps, learning_rate=lr, norm_cap=cap, batch_size=32, progress=False)
+            r = run_edits(world, dev_edits, spec, settings=s, batch_settings=s, rows_mode=rows_mode, batch=False)
+            result["edit_dev"].append({"steps": args.edit_steps, "lr": lr, "norm_cap": cap, **r})
+            print(json.dumps(result["edit_dev"][-1]), file=sys.stderr)
+        return result
+    if args.only == "edit":
+        return _measure_edits(args, world, test_edits, edit_settings, batch_settings, result)
+    # (a) add, test entities
+    r = run_add_api(world, test_ids, init=args.init, settings=add_settings,
+                    work=Path(args.demo_dir) / "knowledge-add")
+    relations = {json.loads(line)["relation"] for line in
+                 (world.demo_dir / "data" / "heldout" / "questions.jsonl").read_text().splitlines()}
+    ref = reference_hits(world, relations)
+    test = old_test(world)
+    old_before = hits1(world, world.model, world.rows, test)
+    old_after = hits1(world, r["_model"], r["_rows"], test)
+    result["add"] = {**{k: v for k, v in r.items() if k[0] != "_"}, "init": args.init,
+                     "settings": {"steps": args.add_steps, "lr": args.add_lr},
+                     "reference": {"relations": sorted(relations), **ref},
+                     "ratio_to_reference": r["hits@1_after"] / max(1e-9, ref["hits@1"]),
+                     "old_test": {"questions": len(test), "hits@1_before": old_before, "hits@1_after": old_after,
+                                  "drop_points": round(100 * (old_before - old_after), 2)}}
+    print(json.dumps(result["add"]), file=sys.stderr)
+    if args.only == "add":
+        return result
+    return _measure_edits(args, world, test_edits, edit_settings, batch_settings, result)
+
+
+def _measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit], edit_settings: Any,
+                   batch_settings: Any, result: dict[str, Any]) -> dict[str, Any]:
+    # (b) edits, test edits
+    spec = specificity_set(world, test_edits, count=500)
+    result["edit"] = run_edits(world, test_edits, spec, settings=edit_settings, batch_settings=batch_settings,
+                               rows_mode=args.rows_mode)
+    result["edit"]["specificity_questions"] = len(spec)
+    # one edit through the product path (model directory in and out), timed
+    from edmem.knowledge import edit_entities
+    work = Path(args.demo_dir) / "knowledge-edit"
+    work.mkdir(exist_ok=True)
+    first = test_edits[0]
+    (work / "edit.jsonl").write_text("".join(json.dumps(o) + "\n" for o in first.raw), encoding="utf-8")
+    t = time.perf_counter()
+    record = edit_entities(demo_model_dir(world), work / "edit.jsonl", work / "model", settings=edit_settings,
+                           overwrite=True, ids=None if args.rows_mode == "linked" else [first.country.id])
+    result["edit"]["api_seconds_one_edit"] = round(time.perf_counter() - t, 2)
+    result["edit"]["api_fit_seconds_one_edit"] = record["fit"]["seconds"]
+    result["edit"]["settings"] = {"steps": args.edit_steps, "batch_steps": args.batch_steps, "lr": args.edit_lr,
+                                  "anchor": args.edit_anchor, "norm_cap": args.norm_cap}
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="run the demo with held-out cities (once)")
+    prep.add_argument("--demo_dir", default="runs/knowledge-demo")
+    prep.add_argument("--heldout", type=int, default=60)
+    ft = sub.add_parser("finetune", help="the demo's fine-tuning + prediction from a given pretraining "
+                                         "checkpoint (when pretraining had to be stopped early)")
+    ft.add_argument("--demo_dir", default="runs/knowledge-demo")
+    ft.add_argument("--pretrain_ckpt", required=True, help="a copy of <demo_dir>/pretrain at some step")
+    m = sub.add_parser("measure", help="the add and edit measurements (JSON on stdout)")
+    m.add_argument("--demo_dir", default="runs/knowledge-demo")
+    m.add_argument("--sweep", action="store_true", help="the dev sweep instead of the test figures")
+    m.add_argument("--skip_add_sweep", action="store_true", help="in --sweep, only the edit settings")
+    m.add_argument("--only", choices=("add", "edit"), default=None, help="only one of the two measurements")
+    m.add_argument("--norm_cap", type=float, default=1.0)
+    m.add_argument("--num_threads", type=int, default=1)
+    m.add_argument("--init", default="name")
+    m.add_argument("--add_steps", type=int, default=150)
+    m.add_argument("--add_lr", type=float, default=0.1)
+    m.add_argument("--edit_steps", type=int, default=20)
+    m.add_argument("--batch_steps", type=int, default=150)
+    m.add_argument("--edit_lr", type=float, default=0.05)
+    m.add_argument("--edit_anchor", type=float, default=0.0)
+    m.add_argument("--rows_mode", choices=("linked", "subject"), default="linked")
+    m.add_argument("--json", default=None, help="also write the result here")
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        from knowledge_holdout import run_demo_with_heldout
+        summary = run_demo_with_heldout(Path(args.demo_dir), args.heldout, skip_no_pretrain_baseline=True)
+        print(json.dumps({"test": summary["test"], "seconds": summary["seconds"]}))
+        return 0
+    if args.command == "finetune":
+        from knowledge_holdout import finetune_from
+        finetune_from(Path(args.demo_dir), Path(args.pretrain_ckpt), skip_no_pretrain_baseline=True)
+        return 0
+    result = measure(args)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
