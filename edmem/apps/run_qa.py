@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import takewhile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,15 +27,19 @@ from edmem.apps.common import (amp_scaler, begin_training, build_config, build_m
 from edmem.constants import ENTITY_LINKING
 from edmem.data.collate import ELCollator
 from edmem.data.dataset import ELDataset
+from edmem.data.entity_rows import NUM_RESERVED
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.examples import ELEncodingOptions
 from edmem.data.formats import load_el_split
 from edmem.data.jsonio import check_file
 from edmem.errors import USER_ERRORS, CheckpointError, DataError, UsageError
 from edmem.evaluation.api import SelectionScores, selection_scores
+from edmem.inference.export import export_model_dir as write_model_dir
+from edmem.inference.model_dir import load_model_dir, read_metadata
 from edmem.inference.predict import predict_entities
 from edmem.inference.writer import (prediction_paths, predictions_object, write_predictions,
                                     write_scores)
+from edmem.modeling.checkpoints import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 from edmem.runtime import distributed as dist_utils
 from edmem.runtime.console import report_error
 from edmem.runtime.distributed import DistInfo
@@ -97,7 +102,6 @@ def validate_model_dir_args(args: argparse.Namespace) -> None:
     if args.do_train:
         raise UsageError("--model is for prediction; to fine-tune from a checkpoint use "
                          "--pretrain_ckpt with --model_name and the model flags")
-    from edmem.inference.model_dir import read_metadata
     read_metadata(args.model)
 
 
@@ -145,7 +149,6 @@ def _run(args: argparse.Namespace, dist: DistInfo) -> int:
 
     model_dir = None
     if args.model is not None:
-        from edmem.inference.model_dir import load_model_dir
         model_dir = load_model_dir(args.model, device="cpu")
         names, rows, tokenizer, config = (model_dir.entities, model_dir.rows, model_dir.tokenizer,
                                           model_dir.config)
@@ -194,12 +197,10 @@ def export_model_dir(args: argparse.Namespace, out: Path, config: Any, tokenizer
                      options: Any) -> Path | None:
     """``<output_dir>/model``: the best checkpoint as a self-describing model directory
     (docs/linking.md), with the entity names/types of --id2entity_file and --alias_file."""
-    from edmem.inference.export import export_model_dir as export
-
     if ck.read_best_record(out) is None:
         logger.warning("No best checkpoint in %s: no model directory written", out)
         return None
-    target = export(out, out / "model", config=config, tokenizer=tokenizer,
+    target = write_model_dir(out, out / "model", config=config, tokenizer=tokenizer,
                     id2entity_file=args.id2entity_file, rows=rows, encoding=options,
                     alias_file=args.alias_file, name=Path(args.output_dir).name or "edmem",
                     extra={"task": args.task})
@@ -208,17 +209,12 @@ def export_model_dir(args: argparse.Namespace, out: Path, config: Any, tokenizer
 
 
 def _has_checkpoint(out: Path) -> bool:
-    from edmem.modeling.checkpoints import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
     return (out / WEIGHTS_NAME).is_file() or (out / SAFE_WEIGHTS_NAME).is_file()
 
 
 def warn_reserved_ids(names: Any, rows: Any, path: str) -> int:
     """Vocabulary ids 0-9 get no row of their own in a compact memory (rows 0-9 are reserved):
     count them and log a warning naming a few, instead of dropping them silently."""
-    from itertools import takewhile
-
-    from edmem.data.entity_rows import NUM_RESERVED
-
     if not rows.compact:
         return 0
     reserved = list(takewhile(lambda i: i < NUM_RESERVED, names.ids()))  # ids are sorted
