@@ -225,14 +225,19 @@ def _description(kb: KnowledgeBase, entity_id: int, rng: random.Random) -> Rende
 
 def build_corpus(kb: KnowledgeBase, *, seed: int, paraphrases_per_fact: int = 3,
                  alias_rate: float = 0.1, sentences_per_passage: int = 1,
-                 dev_fraction: float = 0.05) -> tuple[list[dict], list[dict]]:
+                 dev_fraction: float = 0.05,
+                 dev_excluded_pairs: Iterable[frozenset[int]] = ()) -> tuple[list[dict], list[dict]]:
     """Return ``(train_passages, dev_passages)``.
 
     Train holds ``paraphrases_per_fact`` distinct templates for *every* fact (so every question's
     fact is stated in pretraining) plus one description per entity. Dev holds, for a
     ``dev_fraction`` sample of facts, one more paraphrase with a template that fact did not use in
     train: held-out wording of known facts, for pretraining recall@k.
+
+    ``dev_excluded_pairs`` ({subject, object} pairs, the EL test facts) never enter dev: the
+    pretraining checkpoint is chosen on dev, so dev must not score the test facts.
     """
+    excluded = set(dev_excluded_pairs)
     rng = random.Random(f"corpus-{seed}")
     related = related_index(kb)
     train: list[Rendered] = []
@@ -243,7 +248,8 @@ def build_corpus(kb: KnowledgeBase, *, seed: int, paraphrases_per_fact: int = 3,
         k = min(paraphrases_per_fact, len(templates))
         for template in templates[:k]:
             train.append(_passage_sentence(kb, related, template, fact.subject, fact.object, rng, alias_rate))
-        if rng.random() < dev_fraction and k < len(templates):
+        if rng.random() < dev_fraction and k < len(templates) \
+                and frozenset((fact.subject, fact.object)) not in excluded:
             dev.append(_passage_sentence(kb, related, templates[k], fact.subject, fact.object, rng, alias_rate))
     for e in kb.entities:
         d = _description(kb, e.id, rng)
