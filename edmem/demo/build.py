@@ -116,7 +116,8 @@ def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | Non
                     max_facts_per_relation: int | None = None,
                     split_fractions: tuple[float, float, float] = (0.65, 0.10, 0.25),
                     alias_rate: float = 0.1, unlinkable_fraction: float = 0.05,
-                    sentences_per_passage: int = 1, pretrain_dev_fraction: float = 0.05) -> DemoDataPaths:
+                    sentences_per_passage: int = 1, pretrain_dev_fraction: float = 0.05,
+                    broad_corpus_templates: bool = False) -> DemoDataPaths:
     """Build the KB and write every demo data file under ``out_dir`` (created if needed).
 
     Knobs: ``num_cities`` largest cities (None = all ~34k) plus capitals and up to
@@ -160,7 +161,8 @@ def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | Non
                                                 alias_rate=alias_rate,
                                                 sentences_per_passage=sentences_per_passage,
                                                 dev_fraction=pretrain_dev_fraction,
-                                                dev_excluded_pairs=test_pairs)
+                                                dev_excluded_pairs=test_pairs,
+                                                broad_templates=broad_corpus_templates)
     counts = dict(kb.counts())
     counts["pretrain_passages_train"] = write_jsonl(train_passages, paths.pretrain_train)
     counts["pretrain_passages_dev"] = write_jsonl(dev_passages, paths.pretrain_dev)
@@ -184,7 +186,8 @@ def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | Non
                   "split_fractions": list(split_fractions), "alias_rate": alias_rate,
                   "unlinkable_fraction": unlinkable_fraction,
                   "sentences_per_passage": sentences_per_passage,
-                  "pretrain_dev_fraction": pretrain_dev_fraction},
+                  "pretrain_dev_fraction": pretrain_dev_fraction,
+                  "broad_corpus_templates": broad_corpus_templates},
         "num_entity_rows": paths.num_entity_rows,
         "counts": counts,
         "question_groups": groups,

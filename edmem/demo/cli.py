@@ -30,6 +30,10 @@ HELP: dict[str, tuple[str, str]] = {
     "num_cities": ("knowledge base", "largest GeoNames cities in the KB (plus capitals and homonyms; "
                                      "0 = all ~33k)"),
     "paraphrases_per_fact": ("knowledge base", "pretraining sentences per fact"),
+    "broad_corpus_templates": ("knowledge base", "also state facts in the words of the question lexicon "
+                                                 "(money, tongue, seat of government, ...)"),
+    "train_questions_per_fact": ("knowledge base", "EL training questions per train fact, each in a "
+                                                   "train frame"),
     "max_facts_per_relation": ("knowledge base", "cap on the facts asked about per relation (0 = no cap; "
                                                  "tests use a few)"),
     "lowercase_corpus": ("knowledge base", "pretrain on lowercased passages (the questions are "

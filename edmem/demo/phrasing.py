@@ -274,3 +274,35 @@ def phrasing_counts(split: PhrasingSplit) -> dict[str, dict]:
 def frame_keys(rows: Sequence[Mapping]) -> set[str]:
     """The frame keys used by a list of question rows (their ``frame`` field)."""
     return {str(r["frame"]) for r in rows if r.get("frame")}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m edmem.demo.phrasing [--seed N] [--examples K]``: the counts docs/demo.md quotes
+    (JSON) and K sample questions per split (frames realised with fillers and noise)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m edmem.demo.phrasing", description=main.__doc__)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--examples", type=int, default=0)
+    args = parser.parse_args(argv)
+    split = split_frames(seed=args.seed)
+    counts = phrasing_counts(split)
+    totals = {s: {"frames": sum(v["frames"] for k, v in c.items() if isinstance(v, dict)),
+                  "texts": sum(v["texts"] for k, v in c.items() if isinstance(v, dict))}
+              for s, c in counts.items()}
+    print(json.dumps({"lexicon_words": {r: sum(len(w) for w in lex.values()) for r, lex in LEXICON.items()},
+                      "frames_per_relation": {r: len(frames_of(r)) for r in RELATION_FRAMES},
+                      "totals": totals, "per_split": counts}, indent=1))
+    rng = random.Random(args.seed)
+    for s, by_rel in split.frames.items():
+        frames = [f for fs in by_rel.values() for f in fs]
+        for _ in range(args.examples):
+            frame = frames[rng.randrange(len(frames))]
+            text, _ = question_template(frame, rng, split.prefixes[s], split.suffixes[s])
+            print(f"{s:<5} {frame.key:<22} {text.replace('{s}', 'X')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -62,6 +62,8 @@ class DemoSettings:
     # knowledge base (edmem.demo.build.build_demo_data)
     num_cities: int = 400
     paraphrases_per_fact: int = 3
+    broad_corpus_templates: bool = False  # statements in the question lexicon's words too
+    train_questions_per_fact: int = 2     # EL training questions per train fact (frames drawn)
     lowercase_corpus: bool = True       # pretrain on lowercased passages, like the questions
     max_facts_per_relation: int = 0     # 0 = every fact gets questions (tests use a few)
     # tokenizer
@@ -456,6 +458,8 @@ def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, 
         with clock.stage("build_kb", "building the geographic knowledge base"):
             paths = build_demo_data(out / "data", seed=s.seed, num_cities=s.num_cities or None,
                                     paraphrases_per_fact=s.paraphrases_per_fact,
+                                    broad_corpus_templates=s.broad_corpus_templates,
+                                    train_questions_per_fact=s.train_questions_per_fact,
                                     max_facts_per_relation=s.max_facts_per_relation or None)
             info["data"] = {k: v for k, v in paths.counts.items() if k != "build_ms"}
             info["data"]["memory_rows"] = paths.num_entity_rows
