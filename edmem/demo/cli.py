@@ -1,6 +1,6 @@
 """``edmem demo``: the README's one command — build a geographic KB, pretrain the entity memory,
-fine-tune entity linking, predict and score the held-out-fact test questions against two
-baselines, all on a laptop CPU in about ten minutes (docs/demo.md)."""
+fine-tune entity linking, predict and score the test questions (held-out facts, held-out
+phrasings, both) against two baselines, all on a laptop CPU in about ten minutes (docs/demo.md)."""
 
 from __future__ import annotations
 
@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edmem demo", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Build a geographic knowledge base, pretrain EDMem's entity memory on its text, "
-                    "fine-tune entity linking for questions, and score the test questions — whose "
-                    "facts appear only in the pretraining text — against two baselines (the most "
+                    "fine-tune entity linking for questions, and score the test questions — facts that "
+                    "appear only in the pretraining text and/or question shapes never trained on "
+                    "— against two baselines (the most "
                     "frequent answer per relation; the same model without pretraining). Prints a "
                     "summary table; writes summary.json and curves.png.")
     parser.add_argument("--output_dir", type=Path, default=DemoSettings.output_dir,
