@@ -199,3 +199,21 @@ def test_only_the_pretrained_model_freezes_the_memory(tmp_path: Path) -> None:
     assert pretrained.freeze_entity_memory and pretrained.pretrain_ckpt == str(tmp_path / "pretrain")
     assert not scratch.freeze_entity_memory and scratch.pretrain_ckpt is None
     assert pretrained.task == "geo" and pretrained.generate_target == "entity_linking"
+
+
+def test_sealed_split_hides_the_files_and_puts_them_back_on_failure(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edmem.demo.pipeline import sealed_split
+
+    el, sling = tmp_path / "el_geo-test.jsonl", tmp_path / "sling_invocab-test.json"
+    el.write_text("q\n")
+    sling.write_text("{}\n")
+    paths = SimpleNamespace(el={"test": el}, sling={"test": sling})
+    with pytest.raises(RuntimeError):
+        with sealed_split(paths, "test", tmp_path / "vault"):
+            assert not el.exists() and not sling.exists()
+            assert (tmp_path / "vault" / el.name).read_text() == "q\n"
+            raise RuntimeError("a stage failed")
+    assert el.read_text() == "q\n" and sling.read_text() == "{}\n"
+    assert not (tmp_path / "vault").exists()
