@@ -24,7 +24,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 # Relation words. N = the relation's noun, NS = its plural (questions asked in the plural, as
 # people do: "what languages are spoken in ..."), WH = question words that fit before N.
@@ -269,11 +269,6 @@ def phrasing_counts(split: PhrasingSplit) -> dict[str, dict]:
         out[s]["prefixes"] = len(split.prefixes[s])
         out[s]["suffixes"] = len(split.suffixes[s])
     return out
-
-
-def frame_keys(rows: Sequence[Mapping]) -> set[str]:
-    """The frame keys used by a list of question rows (their ``frame`` field)."""
-    return {str(r["frame"]) for r in rows if r.get("frame")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

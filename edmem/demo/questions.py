@@ -1,6 +1,8 @@
 """Entity-linking question sets (train / dev / test) in the original EL jsonl format, plus SLING files.
 
-One line (extra fields ``relation`` and ``subject_entity`` are ignored by the original reader)::
+One line (extra fields ``relation``, ``subject_entity``, ``group`` and ``frame`` are ignored by
+the original reader; ``group``/``frame`` say which held-out group the question belongs to and
+which question frame of edmem.demo.phrasing wrote it)::
 
     {"id": "12", "question": "what country is springfield, illinois in?",
      "answer": ["United States", "United States of America"],
@@ -8,7 +10,8 @@ One line (extra fields ``relation`` and ``subject_entity`` are ignored by the or
      "surface_name": ["springfield", "illinois"],
      "entity_name": ["Springfield, Illinois", "Illinois"],
      "answer_entity": [[253, "United States"]],
-     "relation": "city_country", "subject_entity": [1073, "Springfield, Illinois"]}
+     "relation": "city_country", "subject_entity": [1073, "Springfield, Illinois"],
+     "group": "heldout_fact/seen_phrasing", "frame": "city_country/0"}
 
 **Split guarantee.** Facts are grouped by their *unordered entity pair* {subject, object}: a city's
 country, the same city as its country's capital and the country's capital fact form one group.
@@ -32,7 +35,7 @@ from typing import Iterable, Mapping, Sequence
 
 from edmem.demo.corpus import Slot, render
 from edmem.demo.knowledge_base import Fact, KnowledgeBase, qualifier_of
-from edmem.demo.phrasing import RELATION_FRAMES, PhrasingSplit, question_template, split_frames
+from edmem.demo.phrasing import RELATION_FRAMES, question_template, split_frames
 from edmem.errors import DataError
 
 SPLITS = ("train", "dev", "test")
