@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.mmap_threshold:
-        from edmem.training.malloc import fix_mmap_threshold
+        from edmem.runtime.malloc import fix_mmap_threshold
         fix_mmap_threshold(args.mmap_threshold)
     torch, model, train, evalset, collate, source = build(args.threads)
     gemm = gemm_seconds(torch)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from edmem.data.dataset import ELDataset
     from edmem.data.entity_rows import EntityRows
     from edmem.inference.predict import predict_entities
-    from edmem.training.distributed import DistInfo
+    from edmem.runtime.distributed import DistInfo
 
     rows = EntityRows.identity(MEMORY_ROWS)
 

@@ -4,7 +4,9 @@
 #   2. python -m edmem.run_qa: train (compact memory over the 8,548 WQ entities), early stop,
 #      predict the test split,
 #   3. both evaluators of the original (exact_match, entity_linking_eval).
-# Usage: benchmarks/wq_recipe.sh [OUTPUT_DIR]   (env: EDMEM_SHARED, PYTHON, THREADS, EPOCHS)
+# Usage: benchmarks/wq_recipe.sh [OUTPUT_DIR]
+#   (env: EDMEM_SHARED, PYTHON, THREADS, EPOCHS, DEVICE = auto|cpu|cuda, default auto;
+#    PRECISION_FLAG = --bf16 or --fp16 for mixed precision on CUDA, default none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${EDMEM_SHARED:-../shared}
@@ -13,6 +15,8 @@ OUT=${1:-runs/wq_recipe}
 PY=${PYTHON:-.venv/bin/python}
 THREADS=${THREADS:-1}
 EPOCHS=${EPOCHS:-12}
+DEVICE=${DEVICE:-auto}
+PRECISION_FLAG=${PRECISION_FLAG:-}
 EL=$WQ/openqa/wq/entity_linking
 if [ ! -f "$EL/el_wq-train.jsonl" ]; then echo "WQ data not found under $WQ" >&2; exit 1; fi
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -44,7 +48,7 @@ PYEOF
     --lower_decoder_attn upper_encoder --inference_nearest_k_entity 100 \
     --train_batch_size 32 --predict_batch_size 64 --learning_rate 1e-3 --warmup_ratio 0.05 \
     --max_grad_norm 1.0 --num_train_epochs "$EPOCHS" --eval_period 96 --wait_step 3 \
-    --seed 3518 --num_threads "$THREADS" --tensorboard False 2>&1 | grep -v "^Namespace" \
+    --seed 3518 --num_threads "$THREADS" --device "$DEVICE" $PRECISION_FLAG --tensorboard False 2>&1 | grep -v "^Namespace" \
     | tee "$OUT/train_stdout.txt" | grep -E "Step [0-9]+, Train|Best EM|EM on test|Total global"
 
 # 3. the original's evaluators

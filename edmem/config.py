@@ -1,14 +1,15 @@
 """`EDMemConfig`: everything needed to rebuild an EDMem model (BART shape + memory + task settings).
 
 The original code built its model from a stock ``BartConfig`` plus the ``run_QA.py`` argparse
-namespace (``model_args``); several of those flags change the forward pass. This config folds
-both into one serialisable object so that a checkpoint directory (``config.json`` + weights)
-is self-describing. Build it from the original ingredients with :meth:`EDMemConfig.from_bart_config`.
+namespace; several of those settings change the forward pass. This config folds both into one
+serialisable object so that a checkpoint directory (``config.json`` + weights) is
+self-describing. It knows nothing of command-line flags: the flag -> config mapping lives beside
+the flag table (``edmem.training.args.config_settings``). Every default of a model setting is
+here, in ``__init__``, and only here.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,52 +17,78 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-#: Number of tokens the original adds to the BART tokenizer (``<E_s>``, ``<E_e>``).
-NUM_ADDED_TOKENS = 2
-#: Entity id meaning "no entity": padding of link tensors and ``ignore_index`` of every EL loss.
-NIL_ENTITY = 0
+from edmem.constants import ENTITY_LINKING, NUM_ADDED_TOKENS
 
-GENERATE_TARGETS = ("entity_linking", "answer", "qa_pair", "pretraining")
 FINAL_LAYER_LOSSES = ("answer_only", "all", "all_eval")
 APPLY_EL_LOSSES = ("all", "final")
 LOWER_DECODER_ATTNS = ("lower_encoder", "upper_encoder")
 MEMORY_PROJECTION_INITS = ("normal", "pytorch_default")
 
-# run_QA.py flags that are copied verbatim into the config (name in args == name in config).
-_RUN_QA_FIELDS = (
+#: The EDMem settings (beyond the BART shape) that :meth:`EDMemConfig.from_bart_config` takes
+#: from its ``settings`` mapping; ``dropout`` is the only BART field among them (the original
+#: overrode just that one).
+SETTINGS_FIELDS = (
     "num_lower_layers", "num_upper_layers", "entity_vocab_size", "entity_embed_size",
     "lower_decoder_attn", "inference_nearest_k_entity", "entity_token_weight",
     "generate_target", "final_layer_loss", "apply_el_loss", "elloss_weight",
     "entity_start_token_id", "entity_end_token_id", "dropout",
 )
+#: Settings for which ``None`` is a value (unweighted LM loss), not "unset".
+_NONE_IS_A_VALUE = ("entity_token_weight",)
 
 
 class EDMemConfig(PretrainedConfig):
-    """Configuration of :class:`edmem.modeling.model.EDMemModel`.
+    r"""Configuration of :class:`edmem.modeling.model.EDMemModel`.
 
-    BART shape (same names and meaning as ``transformers.BartConfig``): ``vocab_size`` (the text
-    vocabulary INCLUDING the two marker tokens, i.e. ``len(tokenizer)``), ``d_model``,
-    ``encoder_layers``/``decoder_layers`` (depth of the BART stack the lower/upper blocks are cut
-    from; only used to map BART weights), ``encoder_attention_heads``, ``decoder_attention_heads``,
-    ``encoder_ffn_dim``, ``decoder_ffn_dim``, ``max_position_embeddings``, ``dropout``,
-    ``attention_dropout``, ``activation_dropout``, ``activation_function``, ``init_std``,
-    ``scale_embedding`` and the special ids.
-
-    EDMem: ``num_lower_layers``/``num_upper_layers`` (lower block = BART layers ``[:n_lower]``,
-    upper block = ``[-n_upper:]``, for encoder and decoder alike), ``entity_vocab_size`` (memory
-    rows N), ``entity_embed_size`` (d_e), ``lower_decoder_attn`` (which encoder output the lower
-    decoder cross-attends to), ``inference_nearest_k_entity`` (K of eval-mode top-k),
-    ``entity_start_token_id``/``entity_end_token_id`` (``<E_s>``/``<E_e>``),
-    ``entity_token_weight`` (None → unweighted LM loss; else class weights with this value at the
-    two marker ids, stored as the ``LMLoss.weight`` buffer).
-
-    Task settings that change the forward pass: ``generate_target`` (``entity_linking`` → EL-only
-    loss and no LM logits; anything else → LM + EL), ``final_layer_loss``, ``apply_el_loss``,
-    ``elloss_weight``.
-
-    Implementation knobs (not in the original): ``memory_projection_init`` (``normal`` = N(0,
-    init_std) as the original code asks; ``pytorch_default`` = what the original actually ran, see
-    docs/model.md), ``memory_chunk_size`` (entities scored per chunk in eval-mode top-k).
+    Args:
+        vocab_size (`int`, *optional*, defaults to 50267):
+            Text vocabulary INCLUDING the two marker tokens, i.e. ``len(tokenizer)``.
+        d_model (`int`, *optional*, defaults to 1024):
+            Width of the transformer layers.
+        encoder_layers (`int`, *optional*, defaults to 12), decoder_layers (`int`, *optional*, defaults to 12):
+            Depth of the BART stack the lower/upper blocks are cut from; only used to map BART weights.
+        encoder_attention_heads, decoder_attention_heads (`int`, *optional*, defaults to 16):
+            Attention heads per layer.
+        encoder_ffn_dim, decoder_ffn_dim (`int`, *optional*, defaults to 4096):
+            Feed-forward width.
+        max_position_embeddings (`int`, *optional*, defaults to 1024):
+            Longest sequence (learned positions, BART's offset of 2).
+        dropout, attention_dropout, activation_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout probabilities, as in ``BartConfig``.
+        activation_function (`str`, *optional*, defaults to `"gelu"`), init_std (`float`, *optional*, defaults to 0.02),
+        scale_embedding (`bool`, *optional*, defaults to `False`):
+            As in ``BartConfig``.
+        pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id (`int`, *optional*):
+            BART's special ids (1, 0, 2, 2).
+        num_lower_layers (`int`, *optional*, defaults to 4), num_upper_layers (`int`, *optional*, defaults to 8):
+            Lower block = BART layers ``[:n_lower]``, upper block = ``[-n_upper:]``, for encoder
+            and decoder alike.
+        entity_vocab_size (`int`, *optional*, defaults to 1000010):
+            Memory rows N (the original's 1M entities + 10 reserved rows).
+        entity_embed_size (`int`, *optional*, defaults to 256):
+            Entity embedding width d_e.
+        lower_decoder_attn (`str`, *optional*, defaults to `"lower_encoder"`):
+            Which encoder output the lower decoder cross-attends to (``lower_encoder`` or
+            ``upper_encoder``).
+        inference_nearest_k_entity (`int`, *optional*, defaults to 100):
+            K of the eval-mode top-k memory read.
+        entity_start_token_id, entity_end_token_id (`int`, *optional*):
+            Ids of ``<E_s>``/``<E_e>``; default: the two ids after the BART vocabulary.
+        entity_token_weight (`float`, *optional*):
+            None: unweighted LM loss; else class weights with this value at the two marker ids
+            (the ``LMLoss.weight`` buffer).
+        generate_target (`str`, *optional*, defaults to `"entity_linking"`):
+            ``entity_linking``: EL-only loss, no LM logits (the only target edmem trains from
+            run_QA); anything else (``pretraining``): LM + EL losses. The run_QA flag of the same
+            name defaults to ``answer`` like the original; its value is always passed through.
+        final_layer_loss (`str`, *optional*, defaults to `"answer_only"`), apply_el_loss (`str`, *optional*, defaults to `"all"`),
+        elloss_weight (`float`, *optional*, defaults to 1.0):
+            How the loss is assembled (docs/model.md).
+        memory_projection_init (`str`, *optional*, defaults to `"normal"`):
+            Not in the original: ``normal`` = N(0, init_std) as the original code asks,
+            ``pytorch_default`` = what the original actually ran (docs/model.md).
+        memory_chunk_size (`int`, *optional*, defaults to 65536):
+            Not in the original: entities scored per chunk in eval-mode top-k.
     """
 
     model_type = "edmem"
@@ -99,7 +126,7 @@ class EDMemConfig(PretrainedConfig):
         entity_start_token_id: int | None = None,
         entity_end_token_id: int | None = None,
         entity_token_weight: float | None = None,
-        generate_target: str = "entity_linking",
+        generate_target: str = ENTITY_LINKING,
         final_layer_loss: str = "answer_only",
         apply_el_loss: str = "all",
         elloss_weight: float = 1.0,
@@ -182,48 +209,38 @@ class EDMemConfig(PretrainedConfig):
     @property
     def is_entity_linking(self) -> bool:
         """EL mode: the loss is the EL loss only and LM logits are not needed."""
-        return self.generate_target == "entity_linking"
+        return self.generate_target == ENTITY_LINKING
 
     # ------------------------------------------------------------------ builders
     @classmethod
     def from_bart_config(
         cls,
         bart_config: PretrainedConfig | Mapping[str, Any] | str | Path,
-        args: argparse.Namespace | Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
         *,
         num_added_tokens: int = NUM_ADDED_TOKENS,
         **overrides: Any,
     ) -> "EDMemConfig":
-        """Build the config the original derived from ``BartConfig`` + the ``run_QA.py`` namespace.
+        """Build the config the original derived from ``BartConfig`` + its run settings.
 
         ``bart_config``: a ``BartConfig``, its dict, a ``config.json`` path or a directory holding
-        one (or a hub name, resolved with ``AutoConfig``). ``args``: the ``run_QA.py`` Namespace
-        or a dict with the same flag names (``num_lower_layers``, ``num_upper_layers``,
-        ``entity_vocab_size``, ``entity_embed_size``, ``dropout``, ``elloss_weight``,
-        ``entity_token_weight``, ``lower_decoder_attn``, ``inference_nearest_k_entity``,
-        ``generate_target``, ``final_layer_loss``, ``apply_el_loss``, optionally
-        ``entity_start_token_id``/``entity_end_token_id``); missing flags keep run_QA defaults.
-        Only ``dropout`` is taken from the flags (attention/activation dropout stay those of the
-        BART config), like the original. The text vocabulary becomes ``bart vocab +
-        num_added_tokens`` (the original resized to ``len(tokenizer)`` right after construction).
+        one (or a hub name, resolved with ``AutoConfig``). ``settings``: a mapping holding any of
+        :data:`SETTINGS_FIELDS` (other keys are ignored, so the original's saved run settings can
+        be passed as they are; ``None`` means "unset" except for ``entity_token_weight``); what
+        it lacks keeps the defaults of ``__init__``. Only ``dropout`` is taken from the settings
+        (attention/activation dropout stay those of the BART config), like the original. The
+        text vocabulary becomes ``bart vocab + num_added_tokens`` (the original resized to
+        ``len(tokenizer)`` right after construction), the marker ids the first added ids.
         ``overrides`` win over everything.
         """
         bart = _bart_dict(bart_config)
         base_vocab = int(bart["vocab_size"])
         fields: dict[str, Any] = {k: bart[k] for k in _BART_FIELDS if k in bart}
-        fields["vocab_size"] = base_vocab + num_added_tokens
-        # run_QA.py defaults (spec §2.2/§2.3) for flags the namespace might lack.
-        fields.update(num_lower_layers=4, num_upper_layers=8, entity_vocab_size=1000010,
-                      entity_embed_size=256, lower_decoder_attn="lower_encoder",
-                      inference_nearest_k_entity=100, entity_token_weight=None,
-                      generate_target="answer", final_layer_loss="answer_only", apply_el_loss="all",
-                      elloss_weight=1.0, entity_start_token_id=base_vocab,
+        fields.update(vocab_size=base_vocab + num_added_tokens, entity_start_token_id=base_vocab,
                       entity_end_token_id=base_vocab + 1)
-        if args is not None:
-            flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-            # entity_token_weight=None is meaningful (unweighted LM loss); other None flags mean "unset".
-            fields.update({k: flags[k] for k in _RUN_QA_FIELDS
-                           if k in flags and (flags[k] is not None or k == "entity_token_weight")})
+        if settings is not None:
+            fields.update({k: settings[k] for k in SETTINGS_FIELDS
+                           if k in settings and (settings[k] is not None or k in _NONE_IS_A_VALUE)})
         fields.update(overrides)
         return cls(**fields)
 

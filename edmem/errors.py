@@ -30,3 +30,8 @@ class DataError(EDMemError, ValueError):
 
 class CheckpointError(EDMemError):
     """A checkpoint that does not fit the model (missing/unexpected keys, shape mismatch)."""
+
+
+class UsageError(EDMemError):
+    """Flags or arguments that cannot work together; reported like bad input (one line, non-zero
+    exit). The evaluation commands exit 2 for it, the run/pretrain commands 1."""

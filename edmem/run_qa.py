@@ -1,6 +1,7 @@
 """``python -m edmem.run_qa``: the original ``run_QA.py`` command line (every flag, same names,
-defaults and meaning; spec §2) on top of edmem. Entity linking only: ``--generate_target
-answer/qa_pair`` is refused with a clear message.
+defaults and meaning; docs/training.md) on top of edmem. Entity linking only: ``--generate_target
+answer/qa_pair`` is refused with a clear message. The application itself is
+:mod:`edmem.apps.run_qa`.
 
     python -m edmem.run_qa --task wq --data_dir data/openqa --datafile_prefix entity_linking/el_ \\
         --id2entity_file data/wikipedia/entid2entityitemid_1M.json \\
@@ -10,14 +11,7 @@ answer/qa_pair`` is refused with a clear message.
 
 from __future__ import annotations
 
-from edmem.training.runner import main_with_errors
-
-PROG = "python -m edmem.run_qa"
-
-
-def main(argv: list[str] | None = None) -> int:
-    return main_with_errors(argv, mode="run_qa", prog=PROG)
-
+from edmem.apps.run_qa import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel, BartConfig, BartForConditionalGe
 from edmem.config import EDMemConfig
 from edmem.errors import CheckpointError
 from edmem.modeling.checkpoints import (init_from_bart, load_original_state_dict, read_state_dict,
-                                        save_original_checkpoint)
+                                        save_checkpoint)
 from edmem.modeling.model import ENTITY_TABLE_ALIASES, TOKEN_EMBEDDING_ALIASES, EDMemModel
 from test_model import el_batch, tiny_config
 
@@ -52,7 +52,7 @@ def test_safetensors_round_trip_keeps_ties(model, tmp_path):
 
 
 def test_original_bin_round_trip(model, tmp_path):
-    path = save_original_checkpoint(model, tmp_path)
+    path = save_checkpoint(model, tmp_path)
     state = read_state_dict(path)
     assert list(state) == list(model.state_dict())  # every alias key, like the original
     assert state["LMHead.weight"].data_ptr() == state["shared.weight"].data_ptr()  # one storage on disk

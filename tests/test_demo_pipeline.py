@@ -15,7 +15,7 @@ import pytest
 from edmem.demo import cli
 from edmem.demo.pipeline import LAYOUT, prepare_output_dir
 from edmem.errors import EDMemError
-from edmem.training.logging_setup import close_logging
+from edmem.runtime.logging_setup import close_logging
 
 TOY = ["--num_cities", "20", "--max_facts_per_relation", "8", "--paraphrases_per_fact", "1",
        "--vocab_size", "400", "--d_model", "32", "--attention_heads", "2", "--ffn_dim", "64",
@@ -40,7 +40,7 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The toy demo, with pretraining and run_QA wrapped to record whether the test split's
     files were present when each ran (selection must run without them)."""
     from edmem.demo import pipeline
-    from edmem.pretraining import runner as pretraining_runner
+    from edmem.apps import pretrain as pretraining_runner
 
     out = tmp_path_factory.mktemp("demo") / "run"
     test_files = [out / "data/openqa/geo/entity_linking" / name

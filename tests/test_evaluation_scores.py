@@ -15,9 +15,9 @@ import pytest
 
 from edmem.evaluation import cli
 from edmem.evaluation.api import NO_EL_NOTE, evaluate, score_predictions
-from edmem.evaluation.entity_linking_eval import compute_entity_linking
+from edmem.evaluation.entity_linking_score import compute_entity_linking
 from edmem.evaluation.entity_linking_eval import main as el_main
-from edmem.evaluation.exact_match import compute_exact_match
+from edmem.evaluation.exact_match_score import compute_exact_match
 from edmem.evaluation.exact_match import main as em_main
 from edmem.evaluation.loaders import GoldSet, load_gold
 from edmem.evaluation.metrics import first_rank, mean_percent, ranking_metrics
@@ -259,3 +259,37 @@ def test_no_gold_entities_is_reported_not_silent() -> None:
 def test_compute_exact_match_direct() -> None:
     result = compute_exact_match({"a": "<E_s> x <E_e>", "b": ["Y (z)", [1]]}, {"a": ["X"], "b": ["y"]})
     assert (result.overall.correct, result.pure.count, result.answer_link) == (2, 1, None)
+
+
+def test_selection_scores_raw_names_unrounded_fractions() -> None:
+    """Dev selection (docs/quirks.md Q2): EM of the raw top-1 name, parenthetical kept, as an
+    unrounded fraction; id accuracy over all questions (non-linkable = wrong)."""
+    from edmem.evaluation.api import selection_scores
+
+    gold = [{"id": "a", "answer": ["Lake Verno (Tarsia)"], "answer_entity": [[101, "Lake Verno"]]},
+            {"id": "b", "answer": ["Lake Verno"], "answer_entity": [[101, "Lake Verno"]]},
+            {"id": "c", "answer": ["forty-two"]}]
+    predictions = {"a": ["Lake Verno (Tarsia)", [101, 3]], "b": ["Lake Verno (Tarsia)", [7, 101]],
+                   "c": ["forty-two", [5]]}
+    scores = selection_scores(predictions, gold)
+    # a: raw name equals the answer; b: the raw name keeps "(Tarsia)" so it misses (exact_match.py
+    # would strip it and count it); c: right by name, non-linkable by id.
+    assert (scores.em, scores.id_accuracy, scores.count) == (2 / 3, 1 / 3, 3)
+    assert score_predictions(predictions, gold)["exact_match"]["correct"] == 2  # a stripped misses, b hits
+
+
+def test_evaluate_files_is_what_all_prints(ev: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo scores in memory with evaluate_files; it must print and write what `all` does."""
+    from edmem.evaluation.api import evaluate_files
+
+    p = _paths(ev, "el_predictions.json")
+    out_json = tmp_path / "scores.json"
+    assert cli.main(["all", "-pred", p["pred"], "-gold", p["gold"], "-ans_link", p["sling"],
+                     "-entity_vocab", p["vocab"], "--ks", "1", "5", "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    lines: list[str] = []
+    report = evaluate_files(p["pred"], p["gold"], ans_link=p["sling"], entity_vocab=p["vocab"],
+                            echo=lines.append, ks=(1, 5))
+    assert "".join(f"{line}\n" for line in lines + report.all_lines()) == printed
+    assert {**report.as_dict(), "command": "all"} == json.loads(out_json.read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edmem.inference.cli import main as predict_cli
+from edmem.apps.run_qa import predict_main as predict_cli
 
 
 def _layout(parity: Path, root: Path, weights: str) -> list[str]:

@@ -10,22 +10,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from edmem.apps.common import build_config, load_entity_rows, load_weights
+from edmem.apps.pretrain import build_model, entity_rows_for, main, pretrain
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
 from edmem.data.tokenization import load_tokenizer, train_bpe_tokenizer
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.args import parse_args
-from edmem.pretraining.cli import main
 from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
 from edmem.pretraining.corpus import open_or_build_cache
 from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
-from edmem.pretraining.runner import build_model, entity_rows_for, pretrain
 from edmem.training.args import parse_args as parse_train_args
+from edmem.runtime.logging_setup import close_logging
 from edmem.training.checkpointing import load_training_state
-from edmem.training.logging_setup import close_logging
 from edmem.training.optim import build_optimizer
-from edmem.training.runner import build_config, load_entity_rows, load_weights
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "pretraining"
 TINY_BART = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,

@@ -12,8 +12,8 @@ import pytest
 
 import el_tiny
 from edmem.run_qa import main as run_qa
-from edmem.inference.cli import main as predict_cli
-from edmem.training.cli import main as train_cli
+from edmem.apps.run_qa import predict_main as predict_cli
+from edmem.apps.run_qa import train_main as train_cli
 
 LEARN = ("--dropout", "0", "--max_grad_norm", "1.0", "--learning_rate", "1e-2")
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from edmem.runtime.distributed import DistInfo
 from edmem.training import checkpointing as ck
-from edmem.training.distributed import DistInfo
-from edmem.training.loop import Evaluation, LoopState, TrainJob, percent, train
+from edmem.training.loop import DevResult, LoopState, TrainJob, percent, train
 from edmem.training.schedule import calculate_num_steps, linear_schedule
 
 
@@ -57,10 +57,10 @@ def _job(data, scores, *, epochs=3, max_steps=0, wait_step=0, best=-1.0, batch=2
     counts = calculate_num_steps(len(data), batch, 1, epochs, ga, 0.0)
     saved, evaluated = [], []
 
-    def evaluate() -> Evaluation:
+    def evaluate() -> DevResult:
         score = scores[len(evaluated)]
         evaluated.append(score)
-        return Evaluation(score=score, metric="toy", summary=f"toy {score}",
+        return DevResult(score=score, metric="toy", summary=f"toy {score}",
                           metrics={"toy": score}, notes=(f"note {score}",))
 
     job = TrainJob(model=model, optimizer=optimizer, scheduler=linear_schedule(optimizer, 0, 100),

@@ -16,6 +16,7 @@ import torch
 from edmem.data.entity_rows import EntityRows
 from edmem.errors import CheckpointError, DataError
 from edmem.inference.writer import entity_name, predictions_object, write_predictions
+from edmem.runtime.atomic import atomic_torch_save, atomic_write
 from edmem.training import checkpointing as ck
 from edmem.training.args import ORIGINAL_ORDER, build_parser, parse_args, str2bool
 from edmem.training.optim import AdamW, parameter_groups
@@ -181,7 +182,7 @@ def test_no_decay_groups_cover_biases_layernorms_and_embedding_tables():
 # ---- atomic I/O and RNG ---------------------------------------------------------------------
 def test_atomic_write_keeps_the_old_file_when_the_writer_dies(tmp_path):
     target = tmp_path / "pytorch_model.bin"
-    ck.atomic_torch_save({"a": torch.ones(2)}, target)
+    atomic_torch_save({"a": torch.ones(2)}, target)
 
     def dies(tmp):
         with open(tmp, "wb") as handle:
@@ -189,7 +190,7 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_dies(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ck.atomic_write(target, dies)
+        atomic_write(target, dies)
     assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["pytorch_model.bin"]
 

@@ -1,4 +1,4 @@
-"""EL batches (spec §4.6): shift the decoder side right, pad encoder right / decoder left.
+"""EL batches (docs/data.md): shift the decoder side right, pad encoder right / decoder left.
 
 The decoder is left-padded so that its last column is the final ``<E_s>`` of every row (the
 position the EL head reads) and the answer id sits in the last column of ``output_entity_link``.
@@ -11,9 +11,8 @@ from typing import Any, Sequence
 
 import torch
 
-from edmem.data.formats import NIL_ENTITY
+from edmem.constants import LABEL_IGNORE, NIL_ENTITY
 
-LABEL_IGNORE = -100
 
 
 def shift_right(values: Sequence[int], start: int) -> list[int]:

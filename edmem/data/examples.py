@@ -1,8 +1,8 @@
-"""Entity-linking items (spec §4.1, §4.2, §4.5): question -> encoder ids/links -> decoder side.
+"""Entity-linking items (docs/data.md): question -> encoder ids/links -> decoder side.
 
 Items are dicts of Python int lists with the original field names (see docs/architecture.md).
 The question is encoded once (:func:`encode_question`); the answer entity is drawn per fetch
-(:func:`build_el_item`), as in the original (spec Q26).
+(:func:`build_el_item`), as in the original (docs/quirks.md Q26).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-from edmem.data.formats import NIL_ENTITY, ELExample, Mention
+from edmem.constants import NIL_ENTITY
+from edmem.data.formats import ELExample, Mention
 from edmem.data.markers import AlignmentError, encode_with_mentions
 from edmem.errors import DataError
 
@@ -45,7 +46,7 @@ class ELEncodingOptions:
 def lowercase_keep_length(text: str) -> str:
     """``text.lower()`` except characters whose lowercase has another length (e.g. 'İ').
 
-    Fix of spec Q14: the offsets were computed on the original string, so lowercasing must not
+    Fix of docs/quirks.md Q14: the offsets were computed on the original string, so lowercasing must not
     move them. Identical to ``str.lower`` for every string where that keeps the length.
     """
     lowered = text.lower()
@@ -55,7 +56,7 @@ def lowercase_keep_length(text: str) -> str:
 
 
 def normalize_question(question: str, do_cased: bool) -> str:
-    """Append ``?`` when missing (spec §4.1/Q15, kept for parity), lowercase unless ``do_cased``."""
+    """Append ``?`` when missing (docs/quirks.md Q15, kept for parity), lowercase unless ``do_cased``."""
     if not question.endswith("?"):
         question += "?"
     return question if do_cased else lowercase_keep_length(question)
@@ -77,7 +78,7 @@ def choose_answer_entity(answer_entities: Sequence[tuple[int, str]], rng: Choice
     """The gold answer id: the only one, or a uniform draw ``rng.choice(n)`` among several.
 
     ``RandomState.choice(n)`` consumes the stream exactly like the original's ``np.random.choice``
-    over the list (duplicates make an entity proportionally more likely; spec Q26).
+    over the list (duplicates make an entity proportionally more likely; docs/quirks.md Q26).
     """
     if not answer_entities:
         raise ValueError("no answer entity to choose from")

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
+from edmem.constants import NIL_ENTITY
 from edmem.data.jsonio import iter_jsonl, read_json
 from edmem.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-NIL_ENTITY = 0
 LINK_FIELDS = ("link_offset", "link_length", "link_target")
 MAX_REPORTED_LINES = 5
 
@@ -134,7 +134,7 @@ def parse_mentions(obj: dict[str, Any], text: str, path: Path | str, line: int,
 
     Errors: partial/mistyped/unequal lists, spans outside ``text``, NIL or out-of-memory targets.
     Repairs (counted in ``report``): unsorted spans are sorted, an exact duplicate span keeps its
-    first occurrence, a span overlapping an earlier kept span is dropped (fixes spec Q13, where
+    first occurrence, a span overlapping an earlier kept span is dropped (fixes docs/quirks.md Q13, where
     the original silently lost every later mention).
     """
     present = [name for name in fields if name in obj]

@@ -1,4 +1,4 @@
-"""Character spans -> per-token entity labels -> ``<E_s> … <E_e>`` markers -> ids (spec §4.3–4.4).
+"""Character spans -> per-token entity labels -> ``<E_s> … <E_e>`` markers -> ids (docs/data.md).
 
 Text-agnostic: questions (``edmem.data.examples``) and pretraining passages use the same
 :func:`encode_with_mentions`; question-only steps (``?``, lowercasing, the extra ``<s>``) live in
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from edmem.data.formats import NIL_ENTITY, Mention
-from edmem.data.tokenization import ENTITY_END_TOKEN, ENTITY_START_TOKEN, byte_level
+from edmem.constants import ENTITY_END_TOKEN, ENTITY_START_TOKEN, NIL_ENTITY
+from edmem.data.formats import Mention
+from edmem.data.tokenization import byte_level
 
 SPACE_MARK = "\u0120"  # 'Ġ': the byte-level form of a space
 
@@ -101,7 +102,7 @@ def insert_markers(tokens: Sequence[str], labels: Sequence[int]) -> tuple[list[s
     """Wrap labelled runs in ``<E_s>``/``<E_e>``; only ``<E_s>`` keeps the entity id.
 
     Consecutive tokens with the same label form one mention even when they came from two
-    annotated mentions (spec Q12, kept for parity).
+    annotated mentions (docs/quirks.md Q12, kept for parity).
     """
     out_tokens: list[str] = []
     out_labels: list[int] = []
@@ -145,7 +146,7 @@ def encode_with_mentions(tokenizer: Any, text: str, mentions: Sequence[Mention],
                          id_to_row: Callable[[int], int] | None = None) -> tuple[list[int], list[int]]:
     """Encode ``text`` with markers around ``mentions``: (input_ids, entity_link), equal length.
 
-    ``bos_prefix`` reproduces the original's ``"<s> " + text`` trick (spec §4.2): the text is
+    ``bos_prefix`` reproduces the original's ``"<s> " + text`` trick (docs/data.md): the text is
     tokenized as ``" " + text`` and the token ``<s>`` is put in front (label NIL), which equals
     the slow tokenizer's split of ``"<s> " + text`` without relying on added-token handling.
     ``id_to_row`` maps entity ids to memory rows (compact memories); NIL stays 0.

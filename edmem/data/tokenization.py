@@ -14,8 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-ENTITY_START_TOKEN = "<E_s>"
-ENTITY_END_TOKEN = "<E_e>"
+from edmem.constants import ENTITY_END_TOKEN, ENTITY_START_TOKEN
+
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # BART order: ids 0..4 of a new vocab
 
 

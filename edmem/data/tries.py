@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edmem.data.jsonio import read_json
 from edmem.errors import DataError
 
 Trie = dict
@@ -93,8 +94,6 @@ def _int_keys(node: Any) -> Any:
 
 def load_trie_json(path: str | Path, per_question: bool = True) -> Trie:
     """Read an exported trie back with int token-id keys (top-level keys stay str if per_question)."""
-    from edmem.data.jsonio import read_json
-
     data = read_json(path)
     if not isinstance(data, dict):
         raise DataError("expected a JSON object", path)

@@ -72,7 +72,7 @@ def write_entity_vocab(kb: KnowledgeBase, entid2entityitemid_path: Path, names_p
 
 
 def entity_token_text(name: str) -> str:
-    """The text tokenised for an entity (spec §3.5, inferred): lowercased, trailing
+    """The text tokenised for an entity (docs/demo-kb.md, inferred): lowercased, trailing
     parenthetical stripped (``"Georgia (U.S. state)"`` -> ``"georgia"``)."""
     return re.sub(r"\(.+\)$", "", name.lower()).strip()
 

@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from edmem.demo.pipeline import DEFAULT_BUDGETS, LAYOUT, TOTAL_BUDGET, DemoSettings
+from edmem.runtime.devices import DEVICE_CHOICES
 
 EPILOG = f"""\
 stages (soft time budgets of the default size, seconds, {TOTAL_BUDGET:.0f} in all on 2 CPU cores):
@@ -64,6 +65,7 @@ HELP: dict[str, tuple[str, str]] = {
     "freeze_entity_memory": ("fine-tuning", "keep the pretrained entity table fixed while fine-tuning "
                                             "(not for the no-pretraining baseline)"),
     "num_threads": ("run", "torch CPU threads (0 = torch's default; 1 is fastest for this tiny model)"),
+    "device": ("run", "auto = CUDA when a GPU is visible, else CPU; cpu or cuda to insist"),
     "skip_no_pretrain_baseline": ("run", "skip the random-initialisation baseline (saves ~1.5 min)"),
     "verbose": ("run", "show every stage's log lines on the console instead of demo.log"),
 }
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                metavar="BOOL", help=f"{help_} (default: {default})")
         else:
             group.add_argument(f"--{f.name}", type=type(default), default=default,
+                               choices=DEVICE_CHOICES if f.name == "device" else None,
                                help=f"{help_} (default: %(default)s)")
     return parser
 

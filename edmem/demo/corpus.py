@@ -1,6 +1,6 @@
 """Pretraining passages: every KB fact stated in several paraphrases, every entity mention linked.
 
-Output format is the original pretraining passage format (spec §11)::
+Output format is the original pretraining passage format (docs/pretraining.md)::
 
     {"id": "geo-17", "text": "Springfield is a city in the state of Illinois.",
      "hyperlinks": {"link_offset": [0, 38], "link_length": [11, 8], "link_target": [1073, 276]}}

@@ -7,8 +7,8 @@ chooses settings and file locations), so the demo exercises exactly what a user 
 * knowledge base: :func:`edmem.demo.build.build_demo_data`
 * tokenizer: :func:`edmem.data.tokenization.train_bpe_tokenizer` (+ the model shape written into
   its ``config.json``, which is what ``--model_name`` reads the architecture from)
-* pretraining: :func:`edmem.pretraining.runner.pretrain` with ``edmem pretrain`` flags
-* fine-tuning / prediction: :func:`edmem.training.runner.run` with ``run_QA.py`` flags
+* pretraining: :func:`edmem.apps.pretrain.pretrain` with ``edmem pretrain`` flags
+* fine-tuning / prediction: :func:`edmem.apps.run_qa.run` with ``run_QA.py`` flags
 * evaluation: ``edmem evaluate all`` (the original exact_match / entity_linking_eval lines, hits@k)
 * baselines: :func:`edmem.demo.questions.most_frequent_answer_baseline` and the same fine-tuning
   from a random initialisation (what the memory's pretraining is worth).
@@ -102,6 +102,7 @@ class DemoSettings:
     # One thread: this tiny model's matrices are too small to gain from a second one, and several
     # threads thrash on a shared machine (measured 10x slower per step under load; docs/demo.md).
     num_threads: int = 1
+    device: str = "auto"   # --device of every stage (edmem.runtime.devices)
     skip_no_pretrain_baseline: bool = False
     verbose: bool = False
     # Soft time budget per stage, seconds (a stage over budget is flagged in the table).
@@ -270,7 +271,7 @@ def _model_flags(s: DemoSettings) -> list[str]:
     return ["--num_lower_layers", str(s.num_lower_layers), "--num_upper_layers", str(s.num_upper_layers),
             "--entity_embed_size", str(s.entity_embed_size), "--lower_decoder_attn", s.lower_decoder_attn,
             "--compact_entity_memory", "True", "--dropout", str(s.dropout),
-            "--num_threads", str(s.num_threads), "--seed", str(s.seed)]
+            "--num_threads", str(s.num_threads), "--device", s.device, "--seed", str(s.seed)]
 
 
 def pretrain_argv(s: DemoSettings, corpus: dict[str, Path], model_dir: Path, out: Path,
@@ -314,7 +315,7 @@ def run_qa_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path, *, trai
 def run_qa(argv: list[str]) -> None:
     """Run ``run_QA.py`` in this process; raise on a non-zero status."""
     from edmem.training.args import parse_args
-    from edmem.training.runner import run
+    from edmem.apps.run_qa import run
 
     args = parse_args(argv, mode="run_qa")
     status = run(args)
@@ -398,20 +399,21 @@ def score_groups(paths: Any, sources: dict[str, Path]) -> dict[str, dict[str, An
 
 
 def evaluate_predictions(pred_path: Path, paths: Any, out_stem: Path) -> dict[str, Any]:
-    """``edmem evaluate all`` on the test split: the printed lines go to ``<stem>.txt``, every
-    figure to ``<stem>.json``; returns that JSON document."""
-    from edmem.evaluation.cli import main as evaluate_main
+    """What ``edmem evaluate all`` computes for the test split, called in memory: the printed
+    lines go to ``<stem>.txt``, every figure to ``<stem>.json``; returns that JSON document."""
+    from edmem.evaluation.api import evaluate_files
+    from edmem.runtime.atomic import atomic_write_text
 
-    argv = ["all", "-pred", str(pred_path), "-gold", str(paths.el["test"]),
-            "-ans_link", str(paths.sling["test"]), "-entity_vocab", str(paths.entity_names),
-            "--ks", *map(str, HITS_KS), "--json", str(out_stem.with_suffix(".json"))]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = evaluate_main(argv)
-    out_stem.with_suffix(".txt").write_text(printed.getvalue(), encoding="utf-8")
-    if status:
-        raise EDMemError(f"evaluation of {pred_path} failed (status {status}); see {out_stem}.txt")
-    return json.loads(out_stem.with_suffix(".json").read_text(encoding="utf-8"))
+    printed: list[str] = []
+    report = evaluate_files(str(pred_path), str(paths.el["test"]), ans_link=str(paths.sling["test"]),
+                            entity_vocab=str(paths.entity_names), echo=printed.append,
+                            entity_linking="auto", ks=HITS_KS)
+    printed += report.all_lines()
+    document = {**report.as_dict(), "command": "all"}
+    atomic_write_text(out_stem.with_suffix(".txt"), "".join(f"{line}\n" for line in printed))
+    atomic_write_text(out_stem.with_suffix(".json"), json.dumps(
+        document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    return document
 
 
 def headline(scores: dict[str, Any]) -> dict[str, float | int | None]:
@@ -443,7 +445,7 @@ def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, 
 
     from edmem.demo.build import build_demo_data, write_entity_tokens
     from edmem.demo.report import collect_curves, plot_curves, summary_table, write_summary
-    from edmem.training.logging_setup import close_logging
+    from edmem.runtime.logging_setup import close_logging
 
     out = Path(s.output_dir)
     s.output_dir = out
@@ -478,7 +480,7 @@ def run_demo(s: DemoSettings, echo: Callable[[str], None] = print) -> dict[str, 
 
             with clock.stage("pretrain", f"pretraining {s.pretrain_steps} steps (MLM + salient spans + EL)"):
                 from edmem.pretraining.args import parse_args as pretrain_args
-                from edmem.pretraining.runner import pretrain
+                from edmem.apps.pretrain import pretrain
                 try:
                     result = pretrain(pretrain_args(pretrain_argv(s, corpus, model_dir, out / "pretrain", paths)))
                 finally:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from edmem.cli import command_table
-from edmem.evaluation.runner import (run_all_command, run_entity_linking_command,
-                                     run_exact_match_command)
+from edmem.evaluation.commands import (run_all_command, run_entity_linking_command,
+                                      run_exact_match_command)
+from edmem.runtime.console import command_table
 
 SUBCOMMANDS = {
     "exact_match": (run_exact_match_command, "string exact match (the original exact_match.py)"),

@@ -174,7 +174,7 @@ def check_same_ids(predictions: Mapping[str, Any], gold: GoldSet, pred_path: str
         raise DataError("prediction ids do not match the gold file: " + "; ".join(parts), pred_path)
 
 
-def load_answer_links(path: str | Path, question_ids: Iterable[str]) -> dict[str, bool]:
+def load_answer_linkability(path: str | Path, question_ids: Iterable[str]) -> dict[str, bool]:
     """Read a SLING ``sling_invocab-*.json``; return ``{id: linkable}`` for ``question_ids``.
 
     A question is linkable iff its value is not null. Every question must be present.

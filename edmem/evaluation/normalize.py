@@ -11,9 +11,8 @@ import string
 import unicodedata
 from typing import Sequence
 
-ENTITY_START = "<E_s>"
-ENTITY_END = "<E_e>"
-PAD = "<pad>"
+from edmem.constants import ENTITY_END_TOKEN, ENTITY_START_TOKEN, PAD_TOKEN
+
 
 _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, like the original
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -57,8 +56,8 @@ def strip_parenthetical(name: str) -> str:
 
 def is_pure_entity(text: str) -> bool:
     """A "pure entity" output is exactly one ``<E_s> ... <E_e>`` span covering the whole string."""
-    return (text.startswith(ENTITY_START) and text.endswith(ENTITY_END)
-            and text.count(ENTITY_START) == 1 and text.count(ENTITY_END) == 1)
+    return (text.startswith(ENTITY_START_TOKEN) and text.endswith(ENTITY_END_TOKEN)
+            and text.count(ENTITY_START_TOKEN) == 1 and text.count(ENTITY_END_TOKEN) == 1)
 
 
 def remove_markers_and_pad(text: str) -> str:
@@ -68,7 +67,7 @@ def remove_markers_and_pad(text: str) -> str:
 
 def remove_pad(text: str) -> str:
     """Drop ``<pad>`` and strip (the ``-ans_link`` pass does this *before* its purity test, Q33)."""
-    return text.replace(PAD, "").strip()
+    return text.replace(PAD_TOKEN, "").strip()
 
 
 def remove_markers(text: str) -> str:

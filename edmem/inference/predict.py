@@ -1,4 +1,5 @@
-"""Batched entity-linking prediction (spec §9) and the dev metric of model selection (§7.4).
+"""Batched entity-linking prediction (docs/training.md). Scoring the result (dev selection
+included) is the evaluation layer's job: ``edmem.evaluation.api.selection_scores``.
 
 One forward pass per batch in eval mode; the EL head's top-k rows (``topk_entity[2]``) are mapped
 back to original entity ids. Under DDP every rank predicts the examples ``rank, rank+W, …``
@@ -8,7 +9,6 @@ keyed by id, are gathered on every rank; the merged result is in dataset order.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from edmem.data.entity_rows import EntityRows
-from edmem.evaluation.normalize import exact_match
-from edmem.inference.writer import NameTable, entity_name
-from edmem.training.distributed import DistInfo, gather_objects
+from edmem.runtime import precision as amp
+from edmem.runtime.distributed import DistInfo, gather_objects
+from edmem.runtime.logging_setup import get_logger
 
-logger = logging.getLogger("__main__")
+logger = get_logger()
 
 INFERENCE_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
 
@@ -32,18 +32,6 @@ class Predictions:
 
     topk: dict[str, list[int]]
     scores: dict[str, list[float]]
-
-
-@dataclass(frozen=True)
-class DevScores:
-    """``em``: the original's selection metric — string EM of the raw top-1 entity name against
-    the answers, over all examples (Q2: no parenthetical stripping, as the original).
-    ``id_accuracy``: top-1 id among the gold answer entities, over all examples (non-linkable
-    questions count as wrong, like ``entity_linking_eval.py``'s first line). Fractions in [0, 1]."""
-
-    em: float
-    id_accuracy: float
-    count: int
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -75,8 +63,9 @@ def rank_batches(num_items: int, batch_size: int, dist: DistInfo, progress: bool
 @torch.no_grad()
 def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], dict],
                      batch_size: int, dist: DistInfo, rows: EntityRows,
-                     progress: bool = False) -> Predictions:
-    """Predict every example of ``dataset`` (an eval-mode ``ELDataset``) across all ranks."""
+                     progress: bool = False, precision: str = "fp32") -> Predictions:
+    """Predict every example of ``dataset`` (an eval-mode ``ELDataset``) across all ranks;
+    ``precision`` "bf16"/"fp16" runs the forward under autocast (docs/training.md)."""
     net = unwrap_model(model)
     was_training = net.training
     net.eval()
@@ -87,7 +76,8 @@ def predict_entities(model: nn.Module, dataset: Any, collate: Callable[[list], d
     for indices in rank_batches(len(dataset), batch_size, dist, progress, lengths=lengths):
         batch = collate([items[i] for i in indices])
         inputs = {k: batch[k].to(dist.device) for k in INFERENCE_INPUTS}
-        out = net(**inputs, return_dict=True)
+        with amp.autocast(dist.device, precision):
+            out = net(**inputs, return_dict=True)
         top_rows = out.topk_entity[2].cpu()
         top_scores = _final_scores(out, top_rows)
         top_ids = rows.rows_to_ids(top_rows.numpy())
@@ -112,16 +102,3 @@ def _final_scores(out: Any, top_rows: torch.Tensor) -> list[list[float]]:
     if scores is None:
         return [[] for _ in range(top_rows.shape[0])]
     return scores[2].float().cpu().tolist()
-
-
-def dev_scores(examples: Sequence[Any], topk: dict[str, list[int]], names: NameTable) -> DevScores:
-    """The selection metric and the id accuracy over ``examples`` (see :class:`DevScores`)."""
-    em = acc = 0
-    for example in examples:
-        ids = topk[example.id]
-        top1 = ids[0]
-        em += exact_match(entity_name(names, top1), example.answers)
-        gold = example.answer_entities or []
-        acc += any(top1 == entity_id for entity_id, _ in gold)
-    n = max(1, len(examples))
-    return DevScores(em / n, acc / n, len(examples))

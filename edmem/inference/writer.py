@@ -1,8 +1,8 @@
-"""``{prefix}predictions.json`` exactly as the original writes it (spec §9), plus optional scores.
+"""``{prefix}predictions.json`` exactly as the original writes it (docs/training.md, "Prediction"), plus optional scores.
 
 Format: one JSON object ``{id: [entity_name, [k entity ids, best first]]}`` in dataset order.
 Written with ``json.dump`` defaults (``ensure_ascii=True``) like the original's single-process
-file; its multi-process file used ``ensure_ascii=False`` (Q6) — both parse to the same JSON, and
+file; its multi-process file used ``ensure_ascii=False`` (docs/quirks.md Q6) — both parse to the same JSON, and
 here the two cases produce the same bytes. Keys are example ids, so the order never matters to
 readers (Q29); we keep dataset order in both cases anyway.
 
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from edmem.training.checkpointing import atomic_write_text
+from edmem.runtime.atomic import atomic_write_text
 
 UNNAMED_ENTITY = ""
 PREDICTIONS = "predictions.json"

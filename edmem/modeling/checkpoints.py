@@ -3,10 +3,11 @@
 * :func:`load_original_state_dict` — the authors' ``pytorch_model.bin`` (or any state dict with
   the original keys): alias keys of tied tensors optional, ``LMLoss.weight`` optional, every
   missing / unexpected / mis-shaped key named in one :class:`~edmem.errors.CheckpointError`.
-* :func:`save_original_checkpoint` — ``pytorch_model.bin`` with every alias key (like the
-  original's ``save_pretrained``) + ``config.json``.
+* :func:`save_checkpoint` — the one writer of model files: ``pytorch_model.bin`` with every
+  alias key (like the original's ``save_pretrained``), ``model.safetensors`` (canonical keys) and
+  ``config.json``, each written atomically, ``pytorch_model.bin`` last.
 * :func:`init_from_bart` — ``BartForConditionalGeneration`` weights (hub name or local dir) →
-  lower/upper blocks (spec §8.1 mapping), embeddings resized for the two marker tokens.
+  lower/upper blocks (docs/model.md), embeddings resized for the two marker tokens.
 
 ``EDMemModel.save_pretrained`` / ``from_pretrained`` (safetensors, canonical keys only) work too.
 """
@@ -22,14 +23,16 @@ import torch
 
 from edmem.errors import CheckpointError
 from edmem.modeling.model import TIED_GROUPS, EDMemModel
+from edmem.runtime.atomic import atomic_torch_save, atomic_write, atomic_write_text
 
 WEIGHTS_NAME = "pytorch_model.bin"
 SAFE_WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
 OPTIONAL_KEYS = ("LMLoss.weight",)
 
 
 @dataclass
-class LoadReport:
+class StateDictReport:
     """What a load did: keys not found, keys not used, shape mismatches, keys filled from the config."""
 
     missing: list[str] = field(default_factory=list)
@@ -85,7 +88,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _canonicalise(state: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
+def _canonicalise(state: dict[str, torch.Tensor], report: StateDictReport) -> dict[str, torch.Tensor]:
     """Collapse alias keys of tied tensors onto the canonical key; aliases must agree."""
     state = dict(state)
     for canonical, aliases in TIED_GROUPS.items():
@@ -104,10 +107,10 @@ def _canonicalise(state: dict[str, torch.Tensor], report: LoadReport) -> dict[st
 
 
 def load_original_state_dict(model: EDMemModel, path_or_state: str | os.PathLike | Mapping[str, torch.Tensor],
-                             strict: bool = True) -> LoadReport:
+                             strict: bool = True) -> StateDictReport:
     """Load an original-layout state dict into ``model``.
 
-    Rules (spec §8.2, with [Q1]/[Q16] fixed): alias keys of tied tensors may be present or not
+    Rules (docs/model.md, with docs/quirks.md Q1/Q16 fixed): alias keys of tied tensors may be present or not
     (if present they must equal the canonical tensor); ``LMLoss.weight`` is optional — a stored
     vector wins (and is installed even when the config has ``entity_token_weight=None``), a missing
     one keeps what the config built. With ``strict`` any missing, unexpected or mis-shaped key
@@ -115,11 +118,11 @@ def load_original_state_dict(model: EDMemModel, path_or_state: str | os.PathLike
     keys are loaded and the report lists the rest.
     """
     raw = read_state_dict(path_or_state) if not isinstance(path_or_state, Mapping) else dict(path_or_state)
-    report = LoadReport()
+    report = StateDictReport()
     state = _canonicalise(raw, report)
     lm_weight = state.pop("LMLoss.weight", None)
     expected = {k: v for k, v in model.state_dict().items() if k not in OPTIONAL_KEYS}
-    expected = _canonicalise(expected, LoadReport())
+    expected = _canonicalise(expected, StateDictReport())
     report.missing = sorted(k for k in expected if k not in state)
     report.unexpected = sorted(k for k in state if k not in expected)
     for key in sorted(set(state) & set(expected)):
@@ -148,16 +151,20 @@ def load_original_state_dict(model: EDMemModel, path_or_state: str | os.PathLike
     return report
 
 
-def save_original_checkpoint(model: EDMemModel, output_dir: str | os.PathLike) -> Path:
-    """Write ``pytorch_model.bin`` (every alias key, tied tensors share storage, like the original)
-    and ``config.json`` into ``output_dir``. Returns the weights path."""
+def save_checkpoint(model: EDMemModel, output_dir: str | os.PathLike) -> Path:
+    """Write ``model`` into ``output_dir``: ``model.safetensors`` (canonical keys), ``config.json``,
+    then ``pytorch_model.bin`` (every alias key, tied tensors share storage, like the original's
+    layout, so its tools read it). Each file is atomic; the original-layout weights are replaced
+    last. Returns the ``pytorch_model.bin`` path."""
+    from safetensors.torch import save_file  # only writers need it
+
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    path = out / WEIGHTS_NAME
-    torch.save(state, path)
-    model.config.save_pretrained(str(out))
-    return path
+    aliases = {a for group in TIED_GROUPS.values() for a in group}
+    canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
+    atomic_write(out / SAFE_WEIGHTS_NAME, lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
+    atomic_write_text(out / CONFIG_NAME, model.config.to_json_string())
+    return atomic_torch_save(state, out / WEIGHTS_NAME)
 
 
 # ------------------------------------------------------------------------------------ BART init
@@ -174,7 +181,7 @@ def _bart_state(bart_name_or_dir: str | os.PathLike) -> tuple[dict[str, torch.Te
 
 
 def bart_key_map(model: EDMemModel, bart_encoder_layers: int, bart_decoder_layers: int) -> dict[str, list[str]]:
-    """BART module prefix → EDMem module prefix(es) (spec §8.1): ``layers[:n_lower]`` / ``layers[-n_upper:]``."""
+    """BART module prefix → EDMem module prefix(es) (docs/model.md): ``layers[:n_lower]`` / ``layers[-n_upper:]``."""
     n_low, n_up = model.config.num_lower_layers, model.config.num_upper_layers
     mapping: dict[str, list[str]] = {}
     for side, depth in (("encoder", bart_encoder_layers), ("decoder", bart_decoder_layers)):
@@ -195,7 +202,7 @@ _BART_TIED = ("lm_head.weight", "model.encoder.embed_tokens.weight", "model.deco
 _BART_VOCAB = {"model.shared.weight": "shared.weight", "final_logits_bias": "final_logits_bias"}
 
 
-def init_from_bart(model: EDMemModel, bart_name_or_dir: str | os.PathLike) -> LoadReport:
+def init_from_bart(model: EDMemModel, bart_name_or_dir: str | os.PathLike) -> StateDictReport:
     """Initialise the BART part of ``model`` from a stock ``BartForConditionalGeneration``.
 
     Encoder layer j → ``LowerEncoder.layers.j`` (j < n_lower) and ``UpperEncoder.layers.{j -
@@ -207,7 +214,7 @@ def init_from_bart(model: EDMemModel, bart_name_or_dir: str | os.PathLike) -> Lo
     Raises :class:`CheckpointError` if a shape differs or a BART weight has no destination.
     """
     bart_state, bart_cfg = _bart_state(bart_name_or_dir)
-    report = LoadReport()
+    report = StateDictReport()
     mapping = bart_key_map(model, bart_cfg["encoder_layers"], bart_cfg["decoder_layers"])
     params = dict(model.named_parameters())
     params.update(dict(model.named_buffers()))

@@ -64,7 +64,7 @@ def padding_mask(mask: torch.Tensor, dtype: torch.dtype, tgt_len: int | None = N
 
 
 def causal_mask(length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Additive (1, 1, T, T) mask: −inf above the diagonal (the original's value, spec §5.1).
+    """Additive (1, 1, T, T) mask: −inf above the diagonal (the original's value, docs/model.md).
 
     −inf rather than ``finfo.min`` matters for left-padded rows: a pad query row then spreads its
     attention over the (earlier) pad columns only, exactly like the original. No row is ever all
@@ -96,12 +96,12 @@ class LearnedPositions(nn.Module):
 
 
 def encoder_positions(input_ids: torch.Tensor) -> torch.Tensor:
-    """Encoder positions: plain ``arange`` (inputs are right-padded; padding is ignored) [Q24]."""
+    """Encoder positions: plain ``arange`` (inputs are right-padded; padding is ignored) (docs/quirks.md Q24)."""
     return torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape)
 
 
 def decoder_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Decoder positions from the mask: ``cumsum(mask) − 1``, pads → 0 [Q24].
+    """Decoder positions from the mask: ``cumsum(mask) − 1``, pads → 0 (docs/quirks.md Q24).
 
     With the original's left-padded decoder rows the first real token gets position 0. Without a
     mask: ``arange``.
@@ -248,7 +248,7 @@ class _LowerStack(nn.Module):
 
 
 class LowerEncoder(_LowerStack):
-    """Embeddings (positions ``arange`` [Q24]) and BART encoder layers ``[:num_lower_layers]``."""
+    """Embeddings (positions ``arange`` (docs/quirks.md Q24)) and BART encoder layers ``[:num_lower_layers]``."""
 
     def __init__(self, config: EDMemConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens, EncoderLayer)
@@ -262,7 +262,7 @@ class LowerEncoder(_LowerStack):
 
 
 class UpperEncoder(nn.Module):
-    """BART encoder layers ``[-num_upper_layers:]``; the caller applies the input dropout [Q23]."""
+    """BART encoder layers ``[-num_upper_layers:]``; the caller applies the input dropout (docs/quirks.md Q23)."""
 
     def __init__(self, config: EDMemConfig):
         super().__init__()
@@ -275,7 +275,7 @@ class UpperEncoder(nn.Module):
 
 
 class LowerDecoder(_LowerStack):
-    """Embeddings (positions from the decoder mask [Q24]) and BART decoder layers ``[:num_lower_layers]``."""
+    """Embeddings (positions from the decoder mask (docs/quirks.md Q24)) and BART decoder layers ``[:num_lower_layers]``."""
 
     def __init__(self, config: EDMemConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens, DecoderLayer)

@@ -1,11 +1,11 @@
-"""The entity memory: one (d_e, N) table and the modules that read it (spec §5.3).
+"""The entity memory: one (d_e, N) table and the modules that read it (docs/model.md).
 
 Memory-access cost dominates EDMem at N = 1,000,010 rows, so this module is written around it:
 
 * training needs the full softmax over all N rows (the retrieved embedding is ``α @ Eᵀ`` and the
   NLL is over all rows). :class:`_SoftmaxNLL` produces the probabilities and the per-mention NLL in
   one pass and keeps ONE M×N tensor for backward (instead of softmax + log-softmax outputs), and
-  the NLL is computed as ``logsumexp − score`` (= ``log_softmax``, fixing [Q9]);
+  the NLL is computed as ``logsumexp − score`` (= ``log_softmax``, fixing docs/quirks.md Q9);
 * evaluation scores the entities chunk by chunk, keeps a running top-K, and gathers only the K
   winning embeddings per mention (never an M×N softmax @ table).
 """
@@ -13,12 +13,14 @@ Memory-access cost dominates EDMem at N = 1,000,010 rows, so this module is writ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edmem.config import NIL_ENTITY, EDMemConfig
+from edmem.config import EDMemConfig
+from edmem.constants import NIL_ENTITY
 from edmem.modeling.layers import dropout
 
 
@@ -37,6 +39,20 @@ class EntityTable(nn.Module):
     @property
     def num_entities(self) -> int:
         return self.weight.shape[1]
+
+    def compute_copy(self, dtype: torch.dtype) -> torch.Tensor:
+        """A detached ``dtype`` copy of the table for mixed-precision reads, made again only when
+        the weight changed (its version counter moves at every in-place optimizer update), so a
+        bf16 run casts the table once per optimizer step, not at every read (docs/training.md,
+        "Mixed precision"). Gradients never flow through it: the reads add theirs to the fp32
+        weight through :class:`TableGrad`."""
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.device, dtype)
+        cached = getattr(self, "_compute_copy", None)
+        if cached is None or cached[0] != key:
+            cached = (key, w.detach().to(dtype))
+            self._compute_copy = cached
+        return cached[1]
 
     def extra_repr(self) -> str:
         return f"entities={self.weight.shape[1]}, dim={self.weight.shape[0]}"
@@ -63,12 +79,7 @@ class _SoftmaxNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: torch.Tensor, gold: torch.Tensor):  # type: ignore[override]
-        shifted = scores - scores.amax(dim=1, keepdim=True)
-        gold_shifted = shifted.gather(1, gold[:, None]).squeeze(1)
-        probs = shifted.exp_()  # in place: no second M×N buffer
-        total = probs.sum(dim=1, keepdim=True)
-        nll = total.squeeze(1).log() - gold_shifted
-        probs.div_(total)
+        probs, nll = softmax_nll_(scores.clone(), gold)  # the copy is the one saved M×N buffer
         ctx.save_for_backward(probs, gold)
         return probs, nll
 
@@ -76,18 +87,39 @@ class _SoftmaxNLL(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_probs: torch.Tensor | None, g_nll: torch.Tensor | None):  # type: ignore[override]
         probs, gold = ctx.saved_tensors
-        if g_probs is None:
-            grad = torch.zeros_like(probs)
-        else:
-            dot = torch.bmm(g_probs.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
-            grad = g_probs - dot
-        if g_nll is not None:
-            grad.add_(g_nll[:, None])
-        grad.mul_(probs)
-        if g_nll is not None:
-            rows = torch.arange(gold.shape[0], device=gold.device)
-            grad[rows, gold] -= g_nll
-        return grad, None
+        return softmax_nll_backward_(g_probs, probs, gold, g_nll, inplace=False), None
+
+
+def softmax_nll_(scores: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IN PLACE on ``scores`` (M, N): returns ``(probs, nll)`` with ``probs = softmax(scores)``
+    (in the ``scores`` buffer) and ``nll = logsumexp(scores) − scores[gold]`` (M,), the
+    ``log_softmax`` NLL (docs/quirks.md Q9). The one place this math is written."""
+    probs = scores.sub_(scores.amax(dim=1, keepdim=True))
+    gold_shifted = probs.gather(1, gold[:, None]).squeeze(1)
+    probs.exp_()
+    total = probs.sum(dim=1, keepdim=True)
+    nll = total.squeeze(1).log() - gold_shifted
+    probs.div_(total)
+    return probs, nll
+
+
+def softmax_nll_backward_(g_probs: torch.Tensor | None, probs: torch.Tensor, gold: torch.Tensor,
+                          g_nll: torch.Tensor | None, inplace: bool) -> torch.Tensor:
+    """``d scores`` of :func:`softmax_nll_` given ``d probs`` and ``d nll``:
+    ``probs ⊙ (g_probs − ⟨g_probs, probs⟩ + g_nll) − g_nll · onehot(gold)``. With ``inplace`` the
+    result is computed in the ``g_probs`` buffer (no second M×N tensor)."""
+    if g_probs is None:
+        grad = torch.zeros_like(probs)
+    else:
+        dot = torch.bmm(g_probs.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
+        grad = g_probs.sub_(dot) if inplace else g_probs - dot
+    if g_nll is not None:
+        grad.add_(g_nll[:, None])
+    grad.mul_(probs)
+    if g_nll is not None:
+        rows = torch.arange(gold.shape[0], device=gold.device)
+        grad[rows, gold] -= g_nll
+    return grad
 
 
 class TableGrad:
@@ -130,12 +162,20 @@ class _TableSink(torch.autograd.Function):
         return buf, None
 
 
-def table_for_training(table: torch.Tensor) -> tuple[torch.Tensor, TableGrad | None]:
-    """``(table seen by the reads, accumulator)`` for one training forward (see :class:`TableGrad`)."""
+class TrainingTable(NamedTuple):
+    """The entity table as the training reads of one forward see it: ``weight`` (d_e, N) and the
+    gradient accumulator they share (None when no gradient is needed; see :class:`TableGrad`)."""
+
+    weight: torch.Tensor
+    grad: TableGrad | None
+
+
+def table_for_training(table: torch.Tensor) -> TrainingTable:
+    """The :class:`TrainingTable` for one training forward."""
     if not (torch.is_grad_enabled() and table.requires_grad):
-        return table, None
+        return TrainingTable(table, None)
     acc = TableGrad()
-    return _TableSink.apply(table, acc), acc
+    return TrainingTable(_TableSink.apply(table, acc), acc)
 
 
 class _TrainRead(torch.autograd.Function):
@@ -146,25 +186,30 @@ class _TrainRead(torch.autograd.Function):
     one M×N buffer from the score product to the saved probabilities (no second M×N in forward),
     the score gradient computed in place in the M×N ``d probs`` buffer, and the table gradient
     added into ``acc`` (no table-sized temporaries).
+
+    ``compute``: a low-precision copy of ``table`` (mixed precision): the three products with the
+    table use it, while scores, softmax, NLL and the table gradient stay fp32. None = all fp32
+    (every cast below is then a no-op and the arithmetic is the fp32 path's, bit for bit).
     """
 
     @staticmethod
-    def forward(ctx, query, table, gold, entity_mask, with_output, acc, trace):  # type: ignore[override]
-        scores = query @ table
+    def forward(ctx, query, table, gold, entity_mask, with_output, acc, trace, compute=None):  # type: ignore[override]
+        mat = table if compute is None else compute
+        with torch.autocast(query.device.type, enabled=False):
+            return _TrainRead._forward(ctx, query, mat, gold, entity_mask, with_output, acc, trace)
+
+    @staticmethod
+    def _forward(ctx, query, mat, gold, entity_mask, with_output, acc, trace):
+        scores = (query.to(mat.dtype) @ mat).float()
         masked = None
         if entity_mask is not None:
             masked = entity_mask.to(device=scores.device).bool()
             scores.masked_fill_(masked, torch.finfo(scores.dtype).min)
         if trace is not None:
             trace.append(scores.clone())
-        probs = scores.sub_(scores.amax(dim=1, keepdim=True))
-        gold_shifted = probs.gather(1, gold[:, None]).squeeze(1)
-        probs.exp_()
-        total = probs.sum(dim=1, keepdim=True)
-        nll = total.squeeze(1).log() - gold_shifted
-        probs.div_(total)
-        retrieved = probs @ table.t() if with_output else None
-        ctx.save_for_backward(query, table, probs, gold, masked)
+        probs, nll = softmax_nll_(scores, gold)
+        retrieved = (probs.to(mat.dtype) @ mat.t()).to(query.dtype) if with_output else None
+        ctx.save_for_backward(query, mat, probs, gold, masked)
         ctx.acc = acc
         ctx.set_materialize_grads(False)
         return retrieved, nll
@@ -172,30 +217,33 @@ class _TrainRead(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_ret, g_nll):  # type: ignore[override]
-        query, table, probs, gold, masked = ctx.saved_tensors
+        with torch.autocast(g_nll.device.type if g_nll is not None else g_ret.device.type, enabled=False):
+            return _TrainRead._backward(ctx, g_ret, g_nll)
+
+    @staticmethod
+    def _backward(ctx, g_ret, g_nll):
+        query, table, probs, gold, masked = ctx.saved_tensors   # table: the fp32 one or its copy
         acc: TableGrad = ctx.acc
+        g_probs = None
         if g_ret is not None:
-            grad = g_ret @ table                        # d probs, (M, N)
-            acc.add(g_ret.t(), probs)                   # retrieval part of d table
-            dot = torch.bmm(grad.unsqueeze(1), probs.unsqueeze(2)).view(-1, 1)
-            grad.sub_(dot)
-        else:
-            grad = torch.zeros_like(probs)
-        if g_nll is not None:
-            grad.add_(g_nll[:, None])
-        grad.mul_(probs)                                # d scores, in the d probs buffer
-        if g_nll is not None:
-            rows = torch.arange(gold.shape[0], device=gold.device)
-            grad[rows, gold] -= g_nll
+            g_probs = (g_ret.to(table.dtype) @ table).float()   # d probs, (M, N)
+            acc.add(g_ret.t().float(), probs)           # retrieval part of d table
+        grad = softmax_nll_backward_(g_probs, probs, gold, g_nll, inplace=True)  # d scores, (M, N)
         if masked is not None:
             grad.masked_fill_(masked, 0.0)
-        acc.add(query.t(), grad)                        # score part of d table
-        g_query = grad @ table.t() if ctx.needs_input_grad[0] else None
-        return g_query, None, None, None, None, None, None
+        acc.add(query.t().float(), grad)                # score part of d table (fp32)
+        g_query = (grad.to(table.dtype) @ table.t()).to(query.dtype) if ctx.needs_input_grad[0] else None
+        return g_query, None, None, None, None, None, None, None
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype in force for ``x``'s device type, or None outside autocast."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
 
 
 def mean_nll(nll: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-    """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none [Q10].
+    """Mean NLL over non-NIL golds (``NLLLoss(ignore_index=0)``); 0 (not NaN) when there are none (docs/quirks.md Q10).
 
     The result stays connected to the graph even when it is 0, so ``backward()`` always works.
     """
@@ -251,7 +299,7 @@ class EntityMemory(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, hidden: torch.Tensor, gold: torch.Tensor | None = None,
                 last_only: bool = False, entity_mask: torch.Tensor | None = None,
-                trace: bool = False, table: tuple[torch.Tensor, TableGrad | None] | None = None) -> MemoryAccess:
+                trace: bool = False, table: TrainingTable | None = None) -> MemoryAccess:
         """Read the memory at the ``<E_s>`` positions of ``token_ids`` using ``hidden`` (B, T, d).
 
         ``gold`` (B, T) entity rows (training loss); ``entity_mask`` (N,) 1 = masked entity.
@@ -259,16 +307,20 @@ class EntityMemory(nn.Module):
         ``table``: ``table_for_training(weight)`` shared by the reads of one forward (the model
         passes it so that the table gradient has one buffer); None → this read's own.
         """
-        positions = mention_positions(token_ids, self.entity_start_id, last_only)
+        positions = mention_positions(token_ids, self.entity_start_id, last_only)  # (M, 2)
         rows, cols = positions[:, 0], positions[:, 1]
-        query = self.InputLayer(hidden[rows, cols])
+        query = self.InputLayer(hidden[rows, cols])  # (M, d) -> (M, d_e)
         access = MemoryAccess(positions=positions, query=query if trace else None)
+        lowp = _autocast_dtype(query)
         if self.training:
             weight, acc = table if table is not None else table_for_training(self.EntityEmbedding.weight)
             retrieved = self._train_read(access, query, weight, acc, gold[rows, cols] if gold is not None else None,
-                                         entity_mask, trace)
+                                         entity_mask, trace, lowp)
         else:
-            retrieved = self._eval_read(access, query, self.EntityEmbedding.weight, entity_mask, trace)
+            weight = self.EntityEmbedding.weight
+            if lowp is not None and weight.dtype == torch.float32:
+                weight = self.EntityEmbedding.compute_copy(lowp)   # unchanged weights: cast once
+            retrieved = self._eval_read(access, query, weight, entity_mask, trace)
         if self.OutputLayer is not None and retrieved is not None:
             projected = self.OutputLayer(retrieved.to(hidden.dtype))
             access.output = hidden.new_zeros(hidden.shape).index_put((rows, cols), projected.to(hidden.dtype))
@@ -277,16 +329,20 @@ class EntityMemory(nn.Module):
     # ------------------------------------------------------------------ training
     def _train_read(self, access: MemoryAccess, query: torch.Tensor, table: torch.Tensor, acc: TableGrad | None,
                     gold: torch.Tensor | None, entity_mask: torch.Tensor | None,
-                    trace: bool) -> torch.Tensor | None:
+                    trace: bool, lowp: torch.dtype | None = None) -> torch.Tensor | None:
         needs_output = self.OutputLayer is not None
         if gold is None and not needs_output:
             return None
-        if (acc is not None and query.dtype == torch.float32 and table.dtype == torch.float32
-                and not torch.is_autocast_enabled(query.device.type)):
+        if acc is not None and table.dtype == torch.float32 and (
+                lowp is not None or query.dtype == torch.float32):
+            # fp32, or autocast: products with the once-per-step low-precision copy of the table,
+            # softmax / NLL / table gradient in fp32 (docs/training.md, "Mixed precision").
+            compute = self.EntityEmbedding.compute_copy(lowp) if lowp is not None else None
             gold_cols = torch.zeros(query.shape[0], dtype=torch.long, device=query.device) if gold is None \
                 else _gold_columns(gold, entity_mask)
             traced: list[torch.Tensor] | None = [] if trace else None
-            retrieved, nll = _TrainRead.apply(query, table, gold_cols, entity_mask, needs_output, acc, traced)
+            retrieved, nll = _TrainRead.apply(query, table, gold_cols, entity_mask, needs_output, acc, traced,
+                                              compute)
             if traced:
                 access.scores = traced[0]
             if gold is not None:
@@ -294,6 +350,8 @@ class EntityMemory(nn.Module):
             return retrieved
         # Generic path (autocast, half precision, no gradient): autograd through the same math.
         # Softmax and NLL in fp32 even under autocast: N is large and probabilities are tiny.
+        if lowp is not None and table.dtype == torch.float32 and not table.requires_grad:
+            table = self.EntityEmbedding.compute_copy(lowp)   # a frozen table: cast once
         scores = (query @ table).float()
         scores = _apply_entity_mask(scores, entity_mask)
         if trace:
@@ -322,7 +380,7 @@ class EntityMemory(nn.Module):
 
 def _apply_entity_mask(scores: torch.Tensor, entity_mask: torch.Tensor | None,
                        start: int = 0) -> torch.Tensor:
-    """Masked entities get ``finfo(dtype).min`` (the original's value, [Q11]) → probability 0."""
+    """Masked entities get ``finfo(dtype).min`` (the original's value, docs/quirks.md Q11) → probability 0."""
     if entity_mask is None:
         return scores
     masked = entity_mask[start:start + scores.shape[1]].to(device=scores.device).bool()
@@ -331,14 +389,14 @@ def _apply_entity_mask(scores: torch.Tensor, entity_mask: torch.Tensor | None,
 
 def _gold_columns(gold: torch.Tensor, entity_mask: torch.Tensor | None) -> torch.Tensor:
     """Column of each gold id. With an entity mask the original's labels are COMPACT ids (re-indexed
-    over the unmasked entities, §4.4) and its NLL runs over the unmasked columns only; mapping the
+    over the unmasked entities, docs/quirks.md Q11) and its NLL runs over the unmasked columns only; mapping the
     compact id back to its column gives the same value without building an M×N' copy."""
     if entity_mask is None:
         return gold
     unmasked = torch.nonzero(entity_mask.to(gold.device) == 0).squeeze(1)
     if gold.numel() and int(gold.max()) >= unmasked.numel():
         raise ValueError(f"gold entity id {int(gold.max())} is outside the {unmasked.numel()} unmasked "
-                         "entities (with an entity mask gold ids must be re-indexed, spec §4.4)")
+                         "entities (with an entity mask gold ids must be re-indexed, see docs/model.md)")
     return unmasked[gold]
 
 

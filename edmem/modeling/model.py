@@ -1,4 +1,4 @@
-"""`EDMemModel`: BART cut into lower/upper blocks with entity-memory reads in between (spec §5).
+"""`EDMemModel`: BART cut into lower/upper blocks with entity-memory reads in between (docs/model.md).
 
 Parameter names are the original ``EMAGModel`` state-dict keys (``shared``, ``LowerEncoder``,
 ``EncoderEntityMemory``, ``LMHead``, …) so official checkpoints load without renaming.
@@ -80,7 +80,7 @@ class EDMemPreTrainedModel(PreTrainedModel):
         """BART init (N(0, init_std), zero bias, LN = 1/0); entity table N(0, init_std).
 
         Memory projections marked ``keep_default_init`` (``memory_projection_init="pytorch_default"``)
-        get PyTorch's default ``nn.Linear`` init instead — what the original actually ran (§5.3).
+        get PyTorch's default ``nn.Linear`` init instead — what the original actually ran (docs/model.md).
         """
         std = self.config.init_std
         if isinstance(module, nn.Linear):
@@ -99,14 +99,14 @@ class EDMemPreTrainedModel(PreTrainedModel):
 
 
 class EDMemModel(EDMemPreTrainedModel):
-    """EDMem (the original ``EMAGModel``). See docs/model.md and spec §5."""
+    """EDMem (the original ``EMAGModel``). See docs/model.md."""
 
     def __init__(self, config: EDMemConfig):
         super().__init__(config)
         d, vocab = config.d_model, config.vocab_size
         # Registration order = the original's state-dict order.
         self.register_buffer("final_logits_bias", torch.zeros(1, vocab))
-        self.shared = nn.Embedding(vocab, d)  # no padding_idx: the original's resize dropped it [Q27]
+        self.shared = nn.Embedding(vocab, d)  # no padding_idx: the original's resize dropped it (docs/quirks.md Q27)
         self.EntityEmbedding = EntityTable(config.entity_vocab_size, config.entity_embed_size)
         self.EncoderEntityMemory = EntityMemory(config, self.EntityEmbedding, output_embedding=True)
         self.DecoderEntityMemory = EntityMemory(config, self.EntityEmbedding, output_embedding=True)
@@ -197,7 +197,7 @@ class EDMemModel(EDMemPreTrainedModel):
 
     # ------------------------------------------------------------------ forward
     def el_head_last_only(self) -> bool:
-        """Whether the EL head reads only the last decoder position (spec §5.2 step 8, [Q25])."""
+        """Whether the EL head reads only the last decoder position (docs/quirks.md Q25)."""
         cfg = self.config
         if not cfg.is_entity_linking:
             return False
@@ -239,32 +239,39 @@ class EDMemModel(EDMemPreTrainedModel):
         dtype = self.shared.weight.dtype
         p_drop = cfg.dropout
 
+        # Shapes: B batch, S encoder length, T decoder length, d = d_model, M mentions, K top-k.
         enc_mask = None if attention_mask is None else padding_mask(attention_mask, dtype)
-        enc_tokens, dec_tokens = self._token_embeddings(input_ids, decoder_input_ids)
-        lower_enc = self.LowerEncoder(input_ids, enc_mask, enc_tokens)
+        enc_tokens, dec_tokens = self._token_embeddings(input_ids, decoder_input_ids)  # (B, S, d), (B, T, d)
+        lower_enc = self.LowerEncoder(input_ids, enc_mask, enc_tokens)  # (B, S, d)
         # One gradient buffer for the entity table across the three reads (memory.TableGrad).
         table = table_for_training(self.EntityEmbedding.weight) if self.training else None
-        enc_read = self.EncoderEntityMemory(input_ids, lower_enc, input_entity_link, False, entity_mask, trace, table)
-        upper_enc_in = self.EncoderMemoryLayerNorm(lower_enc + enc_read.output)  # every position [Q22]
-        upper_enc = self.UpperEncoder(dropout(upper_enc_in, p_drop, self.training), enc_mask)  # [Q23]
+        enc_read = self.EncoderEntityMemory(
+            token_ids=input_ids, hidden=lower_enc, gold=input_entity_link, last_only=False,
+            entity_mask=entity_mask, trace=trace, table=table)  # .output (B, S, d)
+        # every position, docs/quirks.md Q22; dropout before the upper block, Q23
+        upper_enc_in = self.EncoderMemoryLayerNorm(lower_enc + enc_read.output)  # (B, S, d)
+        upper_enc = self.UpperEncoder(dropout(upper_enc_in, p_drop, self.training), enc_mask)  # (B, S, d)
 
         dec_len = decoder_input_ids.shape[1]
         self_mask = decoder_self_mask(decoder_attention_mask, dec_len, dtype, decoder_input_ids.device)
         cross_mask = None if attention_mask is None else padding_mask(attention_mask, dtype, dec_len)
         lower_ctx = upper_enc if cfg.lower_decoder_attn == "upper_encoder" else lower_enc
         lower_dec = self.LowerDecoder(decoder_input_ids, decoder_attention_mask, self_mask, lower_ctx, cross_mask,
-                                      dec_tokens)
-        dec_read = self.DecoderEntityMemory(decoder_input_ids, lower_dec, output_entity_link, False, entity_mask,
-                                            trace, table)
-        upper_dec_in = self.DecoderMemoryLayerNorm(lower_dec + dec_read.output)
+                                      dec_tokens)  # (B, T, d)
+        dec_read = self.DecoderEntityMemory(
+            token_ids=decoder_input_ids, hidden=lower_dec, gold=output_entity_link, last_only=False,
+            entity_mask=entity_mask, trace=trace, table=table)  # .output (B, T, d)
+        upper_dec_in = self.DecoderMemoryLayerNorm(lower_dec + dec_read.output)  # (B, T, d)
         upper_dec = self.UpperDecoder(dropout(upper_dec_in, p_drop, self.training), self_mask, upper_enc,
-                                      cross_mask)
+                                      cross_mask)  # (B, T, d)
 
         needs_lm_loss = labels is not None and not cfg.is_entity_linking
         want_logits = output_logits if output_logits is not None else not cfg.is_entity_linking
-        logits = self.LMHead(upper_dec) + self.final_logits_bias if (want_logits or needs_lm_loss) else None
-        final_read = self.EntityLinkHead(decoder_input_ids, upper_dec, output_entity_link, self.el_head_last_only(),
-                                         entity_mask, trace, table)
+        logits = self.LMHead(upper_dec) + self.final_logits_bias if (want_logits or needs_lm_loss) else None  # (B, T, V)
+        final_read = self.EntityLinkHead(
+            token_ids=decoder_input_ids, hidden=upper_dec, gold=output_entity_link,
+            last_only=self.el_head_last_only(), entity_mask=entity_mask, trace=trace,
+            table=table)  # eval: .topk_ids (M, K)
 
         reads = (enc_read, dec_read, final_read)
         loss, detail = self._losses(reads, logits if needs_lm_loss else None, labels)
@@ -299,7 +306,7 @@ class EDMemModel(EDMemPreTrainedModel):
 
     def _losses(self, reads: tuple[MemoryAccess, MemoryAccess, MemoryAccess], logits: torch.Tensor | None,
                 labels: torch.Tensor | None) -> tuple[torch.Tensor | None, DetailLoss]:
-        """Spec §6: EL mode → loss = EL loss; other modes → LM loss + elloss_weight · EL loss."""
+        """docs/model.md: EL mode → loss = EL loss; other modes → LM loss + elloss_weight · EL loss."""
         cfg = self.config
         enc, dec, fin = (r.loss for r in reads)
         el_loss = None

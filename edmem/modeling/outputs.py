@@ -8,7 +8,8 @@ from typing import Any, Iterator
 import torch
 from transformers.utils import ModelOutput
 
-DETAIL_LOSS_NAMES = ("lm_loss", "el_loss", "encoder_elloss", "decoder_elloss", "final_elloss")
+from edmem.constants import DETAIL_LOSS_NAMES
+
 
 
 def _as_tensor(value: Any) -> torch.Tensor:

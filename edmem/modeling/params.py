@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-#: The original's weight-decay exclusion, matched by SUBSTRING of the parameter name (spec §7.1).
+#: The original's weight-decay exclusion, matched by SUBSTRING of the parameter name (docs/quirks.md Q7).
 ORIGINAL_NO_DECAY = ("bias", "layer_norm.weight")
 
 
 def original_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """The original ``finetune_QA`` AdamW groups, quirk [Q7] included.
+    """The original ``finetune_QA`` AdamW groups, quirk (docs/quirks.md Q7) included.
 
     Substring matching misses ``layernorm_embedding.weight`` and the two memory LayerNorm
     weights, so those (and the entity table) ARE decayed. Use only to reproduce the original;

@@ -2,7 +2,7 @@
 
 Flags shared with fine-tuning (model shape, optimisation, run control) come from the training
 package's table (:data:`edmem.training.args.FLAGS`) so names, types and help cannot drift; only
-their defaults change to the original pretraining recipe (spec §11: lr 1e-4, 10% warm-up, wd 0.01,
+their defaults change to the original pretraining recipe (docs/pretraining.md: lr 1e-4, 10% warm-up, wd 0.01,
 grad-norm 0.1, ``lower_decoder_attn=upper_encoder``). Pretraining-only flags are defined here.
 """
 
@@ -13,7 +13,7 @@ import dataclasses
 
 from edmem.training.args import FLAGS, G_DATA, G_MODEL, G_OPT, G_RUN, Flag, add_flag, none_or_str
 
-G_OBJ = "pretraining objectives (spec §11)"
+G_OBJ = "pretraining objectives"
 G_EVAL = "evaluation and checkpoint selection"
 
 # Shared flags, with the pretraining recipe's defaults where it differs from fine-tuning.
@@ -39,7 +39,7 @@ SHARED: dict[str, dict] = {
     "inference_nearest_k_entity": {"help": "top-k entities per memory access at evaluation; "
                                            "raised to the largest recall@k if smaller"},
     "add_another_bos": {"group": G_DATA, "help": "prefix each passage with '<s> ' so its first word gets a "
-                                "leading-space token (spec §4.2)"},
+                                "leading-space token, docs/data.md"},
     "train_batch_size": {"default": 16, "help": "passages per process and micro-step "
                                                 "(official: 16 x 8 GPUs x 16 accumulation)"},
     "predict_batch_size": {"default": 32, "help": "passages per process at evaluation"},
@@ -52,7 +52,7 @@ SHARED: dict[str, dict] = {
     "wait_step": {"default": 0, "help": "stop after this many evaluations without a strict "
                                         "improvement of the selection metric (0 = never stop early)"},
     "seed": {}, "local_rank": {}, "log_level": {}, "log_level_replica": {},
-    "resume": {}, "save_training_state": {}, "tensorboard": {}, "num_threads": {}, "dist_timeout": {},
+    "resume": {}, "save_training_state": {}, "tensorboard": {}, "num_threads": {}, "device": {}, "fp16": {}, "bf16": {}, "dist_timeout": {},
 }
 
 OWN: tuple[Flag, ...] = (

@@ -1,4 +1,4 @@
-"""Batches of pretraining items: right padding everywhere (spec §11 collator).
+"""Batches of pretraining items: right padding everywhere (docs/pretraining.md).
 
 ``input_ids`` pad with ``<pad>``, ``labels`` with -100 (no LM loss on padding), entity links and
 ``salient`` with NIL/0. ``attention_mask = input_ids != pad``. No decoder fields: the model builds
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from edmem.data.collate import LABEL_IGNORE, pad
-from edmem.data.formats import NIL_ENTITY
+from edmem.constants import LABEL_IGNORE, NIL_ENTITY
+from edmem.data.collate import pad
 
 PAD_VALUES = {"labels": LABEL_IGNORE, "input_entity_link": NIL_ENTITY, "output_entity_link": NIL_ENTITY,
               "salient": 0}

@@ -7,7 +7,7 @@ Input format (the original Wikipedia pretraining files, one JSON object per line
 
 Offsets/lengths are character positions in ``text``; targets are entity ids of the 1M vocabulary.
 
-Why a cache: tokenising and aligning spans (spec §4.2-4.4) costs far more than training reads, and a
+Why a cache: tokenising and aligning spans (docs/data.md) costs far more than training reads, and a
 Wikipedia-sized corpus does not fit in memory. :func:`build_token_cache` streams the jsonl once and
 appends every encoded passage to flat binary files (ids, entity links, row offsets); the result is
 opened with ``numpy.memmap``, so a run touches only the pages it reads. The cache directory is keyed

@@ -1,10 +1,10 @@
-"""Pretraining items: a cached passage, masked on the fly (spec §11).
+"""Pretraining items: a cached passage, masked on the fly (docs/pretraining.md).
 
 An item holds the original's pretraining fields as Python int lists of one length:
 ``input_ids`` (masked), ``labels`` (the unmasked input), ``input_entity_link`` and
 ``output_entity_link`` (memory rows, NIL = 0), plus ``salient`` (1 at the ``<E_s>`` of every
 SSM-masked mention, for recall@k) and ``index``. ``labels``/``output_entity_link`` are *not*
-shifted: the model shifts them right to form the decoder input (spec §5.2).
+shifted: the model shifts them right to form the decoder input (docs/model.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from edmem.data.entity_rows import EntityRows
-from edmem.data.formats import NIL_ENTITY
+from edmem.constants import NIL_ENTITY
 from edmem.pretraining.corpus import TokenCache
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds, example_rng, mask_example
 

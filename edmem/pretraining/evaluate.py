@@ -18,10 +18,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from edmem.data.collate import LABEL_IGNORE
+from edmem.constants import LABEL_IGNORE
 from edmem.inference.predict import rank_batches, unwrap_model
 from edmem.pretraining.metrics import RECALL_KS, PretrainMetrics
-from edmem.training.distributed import DistInfo, all_reduce_sum
+from edmem.runtime import precision as amp
+from edmem.runtime.distributed import DistInfo, all_reduce_sum
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ EVAL_INPUTS = ("input_ids", "attention_mask", "labels")
 @torch.no_grad()
 def evaluate_pretraining(model: nn.Module, dataset: Any, collate: Callable[[list], dict], batch_size: int,
                          dist: DistInfo, entity_start_id: int, ks: tuple[int, ...] = RECALL_KS,
-                         progress: bool = False) -> dict[str, float]:
+                         progress: bool = False, precision: str = "fp32") -> dict[str, float]:
     """Recall@k per read and perplexity over ``dataset`` (a :class:`PretrainDataset`), all ranks."""
     net = unwrap_model(model)
     was_training = net.training
@@ -40,7 +41,8 @@ def evaluate_pretraining(model: nn.Module, dataset: Any, collate: Callable[[list
     try:
         for indices in rank_batches(len(dataset), batch_size, dist, progress, desc="dev"):
             batch = collate([dataset[i] for i in indices])
-            out = net(**{k: batch[k].to(dist.device) for k in EVAL_INPUTS}, return_dict=True)
+            with amp.autocast(dist.device, precision):
+                out = net(**{k: batch[k].to(dist.device) for k in EVAL_INPUTS}, return_dict=True)
             metrics.add_lm(float(out.loss), int((batch["labels"] != LABEL_IGNORE).sum()))
             starts_mask = batch["input_ids"] == entity_start_id
             gold = batch["input_entity_link"][starts_mask]

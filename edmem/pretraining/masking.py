@@ -1,4 +1,4 @@
-"""Masked language modelling + salient-span masking of one encoded passage (spec §11).
+"""Masked language modelling + salient-span masking of one encoded passage (docs/pretraining.md).
 
 Masking is done per example with a numpy generator derived from ``(seed, epoch, example index)``
 (see :func:`example_rng`). That makes the masks a pure function of the data position: identical
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edmem.data.collate import LABEL_IGNORE as IGNORE_INDEX
+from edmem.constants import LABEL_IGNORE as IGNORE_INDEX
 from edmem.data.tokenization import marker_ids
 
 
@@ -56,7 +56,7 @@ class SpecialTokenIds:
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """The original's pretraining defaults (spec §11)."""
+    """The original's pretraining defaults (docs/pretraining.md)."""
 
     mlm_probability: float = 0.3
     ssm_probability: float = 0.5

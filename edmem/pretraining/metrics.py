@@ -18,9 +18,10 @@ from typing import Iterable, Sequence
 
 import torch
 
+from edmem.constants import NIL_ENTITY
+
 RECALL_KS: tuple[int, ...] = (1, 5, 10, 20, 100)
 ACCESSES: tuple[str, ...] = ("encoder", "decoder", "final")
-NIL_ENTITY = 0
 PERPLEXITY = "perplexity"
 
 

@@ -3,7 +3,7 @@
 
 One table (:data:`FLAGS`) defines every flag once — name, default, type, group and help — so the
 three entry points cannot drift apart. ``run_qa`` keeps the original names, defaults and meaning
-(spec §2); the friendlier commands only change which flags are shown, the grouping and the
+(docs/training.md); the friendlier commands only change which flags are shown, the grouping and the
 epilog, and imply ``--do_train`` / ``--do_predict``.
 
 Booleans use :func:`str2bool`, which accepts exactly ``true/True/false/False`` like the
@@ -18,6 +18,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from edmem.config import SETTINGS_FIELDS
+from edmem.constants import GENERATE_TARGETS
+
 
 def task_name(text: str) -> str:
     """A dataset name: one path component (it names a sub-directory and a file stem)."""
@@ -25,8 +28,6 @@ def task_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid task name {text!r}: one directory name expected")
     return text
 
-
-GENERATE_TARGETS = ("answer", "qa_pair", "entity_linking")
 
 # Groups, in the order `--help` shows them.
 G_DATA = "data and files"
@@ -79,7 +80,7 @@ _BOTH = frozenset({"train", "predict"})
 _NONE: frozenset[str] = frozenset()
 
 FLAGS: tuple[Flag, ...] = (
-    # ---- data / IO (spec §2.1) ----
+    # ---- data / IO ----
     Flag("data_dir", "./data", G_DATA, "root of the data; files are read from <data_dir>/<task>/"),
     Flag("id2entity_file", None, G_DATA,
          "entity vocabulary: JSON {\"<entity id>\": {\"entity\": name, ...}} (entid2entityitemid_*.json)"),
@@ -115,7 +116,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("log_level", 20, G_RUN, "logging level of rank 0 (20 = INFO)", type=int),
     Flag("log_level_replica", 30, G_RUN, "logging level of the other ranks (30 = WARNING)", type=int),
     Flag("output_scores", False, G_GEN, "generation only", boolean=True, modes=_NONE),
-    # ---- model (spec §2.2) ----
+    # ---- model ----
     Flag("model_name", "facebook/bart-large", G_MODEL,
          "hub name or local directory with a BART config.json and tokenizer files "
          "(vocab.json + merges.txt); the source of the architecture and the tokenizer"),
@@ -151,7 +152,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("freeze_entity_memory", False, G_MODEL,
          "[edmem] keep the entity table fixed while fine-tuning (the pretrained memory then stays "
          "the knowledge source; helps facts not seen in fine-tuning)", boolean=True, modes=_TRAIN),
-    # ---- task / decoding (spec §2.3) ----
+    # ---- task / decoding ----
     Flag("generate_target", "answer", G_TASK,
          "entity_linking is the task edmem implements; answer / qa_pair are not built",
          choices=GENERATE_TARGETS),
@@ -175,7 +176,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("trie_for_each_instance", True, G_GEN, "generation only", boolean=True, modes=_NONE),
     Flag("entity_copy", 0, G_GEN, "generation only", type=int, modes=_NONE),
     Flag("rescale_logits", "none", G_GEN, "generation only", modes=_NONE),
-    # ---- optimisation (spec §2.4) ----
+    # ---- optimisation ----
     Flag("train_batch_size", 64, G_OPT, "examples per process and micro-step", type=int,
          modes=_TRAIN),
     Flag("predict_batch_size", 64, G_OPT, "examples per process at evaluation/prediction", type=int),
@@ -208,6 +209,17 @@ FLAGS: tuple[Flag, ...] = (
          boolean=True, modes=_TRAIN),
     Flag("num_threads", 0, G_RUN, "[edmem] torch CPU threads per process (0 = torch default)",
          type=int),
+    Flag("device", "auto", G_RUN,
+         "[edmem] where to run: auto = CUDA when a GPU is visible (GPU <local rank> under several "
+         "processes, NCCL), else CPU (gloo); cpu or cuda to insist",
+         choices=("auto", "cpu", "cuda")),
+    Flag("fp16", False, G_RUN,
+         "[edmem: now meaningful] train and predict under CUDA autocast float16 with a gradient "
+         "scaler (CUDA only); the memory softmax, the losses and the optimizer stay fp32",
+         boolean=True),
+    Flag("bf16", False, G_RUN,
+         "[edmem] autocast bfloat16 (the fast GPU path; on CPU it runs autocast-cpu, for tests); "
+         "the memory softmax, the losses and the optimizer stay fp32", boolean=True),
     Flag("dist_timeout", 1800, G_RUN,
          "[edmem] seconds a rank waits for the others before the job fails (no silent hang)",
          type=int),
@@ -346,11 +358,14 @@ def _add_hidden(group: argparse._ArgumentGroup, flag: Flag) -> None:
 
 
 def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The fields the original adds after parsing (spec §2): ``do_lowercase``, ``fp16``,
+    """The fields the original adds after parsing (docs/training.md): ``do_lowercase``,
     ``train_from_scratch``, ``n_gpu`` (informational here: the world size comes from the
-    launcher, not from the GPU count — Q4)."""
+    launcher, not from the GPU count — Q4). The original forced ``fp16 = False`` here; in edmem
+    ``--fp16`` is a real flag (CUDA autocast float16); it is moved after ``do_lowercase`` so the
+    ``args`` file lists the fields in the original's order."""
+    fp16 = bool(vars(args).pop("fp16", False))
     args.do_lowercase = not args.do_cased
-    args.fp16 = False
+    args.fp16 = fp16
     args.train_from_scratch = True
     try:
         import torch
@@ -369,3 +384,17 @@ def parse_args(argv: list[str] | None, mode: str = "run_qa", prog: str | None = 
         args.do_predict = True
         args.do_train = False
     return finalize_args(args)
+
+
+# ---------------------------------------------------------------------------- flags -> config
+#: The model flags that are EDMemConfig fields of the same name and meaning.
+CONFIG_FLAGS = tuple(name for name in SETTINGS_FIELDS if any(flag.name == name for flag in FLAGS))
+
+
+def config_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The model settings the flags give, as ``EDMemConfig.from_bart_config(model_name,
+    config_settings(args))`` takes them (``--entity_token_weight None`` is a value: an unweighted
+    LM loss)."""
+    flags = vars(args)
+    return {name: flags[name] for name in CONFIG_FLAGS
+            if name in flags and (flags[name] is not None or name == "entity_token_weight")}

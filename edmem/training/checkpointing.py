@@ -1,6 +1,6 @@
-"""Checkpoint and resume I/O. Every write is atomic: a temp file in the same directory, fsync,
-then ``os.replace``, so a process killed at any moment leaves either the old or the new file —
-never a torn one — and the previous best checkpoint stays loadable.
+"""Checkpoint and resume I/O. Every write is atomic (:mod:`edmem.runtime.atomic`), so a process
+killed at any moment leaves either the old or the new file, never a torn one, and the previous
+best checkpoint stays loadable.
 
 Files in ``--output_dir``:
 
@@ -21,70 +21,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from edmem.errors import CheckpointError
-from edmem.training import distributed as dist_utils
-from edmem.training.distributed import DistInfo
+from edmem.modeling.checkpoints import save_checkpoint
+from edmem.runtime import distributed as dist_utils
+from edmem.runtime.atomic import atomic_torch_save, atomic_write_text
+from edmem.runtime.devices import to_cpu
+from edmem.runtime.distributed import DistInfo
 
 logger = logging.getLogger("__main__")
 
 TRAINING_STATE = "training_state.pt"
 BEST_META = "best_checkpoint.json"
 STATE_FORMAT = "edmem-training-state/1"
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the temp file over ``path`` (same directory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    return atomic_write(path, write)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def remove_stale_temp_files(directory: str | Path) -> None:
-    """Delete ``.<name>.*.tmp`` leftovers of a killed writer (they are never read)."""
-    for tmp in Path(directory).glob(".*.tmp"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 # ---- RNG states ----------------------------------------------------------------------------
@@ -97,8 +53,8 @@ def capture_rng_state(extra_numpy: np.random.RandomState | None = None) -> dict[
         "numpy": _numpy_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()   # the current device's (a CPU ByteTensor)
     if extra_numpy is not None:
         state["dataset"] = _numpy_state(extra_numpy.get_state())
     return state
@@ -110,7 +66,7 @@ def restore_rng_state(state: dict[str, Any], extra_numpy: np.random.RandomState 
     np.random.set_state(_numpy_tuple(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"].cpu())
     if extra_numpy is not None and "dataset" in state:
         extra_numpy.set_state(_numpy_tuple(state["dataset"]))
 
@@ -164,8 +120,8 @@ def save_resume_state(output_dir: str | Path, model: Any, optimizer: Any, schedu
     rng = dist_utils.gather_objects(capture_rng_state(data_rng))
     if dist.is_main:
         save_training_state(output_dir, {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "model": to_cpu(model.state_dict()),
+            "optimizer": to_cpu(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
             "loop": loop, "rng": rng, "world_size": dist.world_size, "counts": asdict(counts),
             **extra})
     dist_utils.barrier()
@@ -197,22 +153,12 @@ def restore_resume_state(saved: dict[str, Any], model: Any, optimizer: Any, sche
 # ---- best checkpoint -----------------------------------------------------------------------
 def save_best_checkpoint(model: Any, out: Path, rows: Any, epoch: int, step: int, score: float,
                          metric: str) -> None:
-    """The best model in the original layout (``pytorch_model.bin`` with alias keys +
-    ``config.json``) and as ``model.safetensors`` (canonical keys), each file atomic; the
-    original-layout weights are replaced last and ``best_checkpoint.json`` after them."""
-    from safetensors.torch import save_file
-
-    from edmem.modeling.model import TIED_GROUPS
-
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    aliases = {a for group in TIED_GROUPS.values() for a in group}
-    canonical = {k: v.contiguous() for k, v in state.items() if k not in aliases}
-    atomic_write(out / "model.safetensors",
-                 lambda tmp: save_file(canonical, tmp, metadata={"format": "pt"}))
-    atomic_write_text(out / "config.json", model.config.to_json_string())
+    """The best model (:func:`edmem.modeling.checkpoints.save_checkpoint`: original layout +
+    safetensors + config, ``pytorch_model.bin`` last), the memory rows of a compact memory
+    before it, and ``best_checkpoint.json`` after all of them."""
     if rows.compact:
         rows.save(out)
-    atomic_torch_save(state, out / "pytorch_model.bin")
+    save_checkpoint(model, out)
     atomic_write_text(out / BEST_META, json.dumps(
         {"epoch": epoch, "global_step": step, "score": score, "metric": metric,
          "entity_rows": "compact" if rows.compact else "full"}))

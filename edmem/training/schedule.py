@@ -1,4 +1,4 @@
-"""Step counts, learning-rate schedule and early stopping (spec §7.1 items 6–7, §7.4).
+"""Step counts, learning-rate schedule and early stopping (docs/training.md, "The loop").
 
 Kept apart from the loop so each rule is testable with plain numbers.
 """

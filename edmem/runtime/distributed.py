@@ -1,8 +1,9 @@
 """torch.distributed plumbing: who am I, and the few collectives the loop needs.
 
-Fixes of the original (spec §13):
+Fixes of the original (docs/quirks.md):
 * Q4 — the world size comes from the launcher (``WORLD_SIZE`` set by ``torchrun`` or the legacy
-  ``torch.distributed.launch``), never from ``torch.cuda.device_count()``; CPU runs use gloo.
+  ``torch.distributed.launch``), never from ``torch.cuda.device_count()``; the device and the
+  backend (gloo on CPU, NCCL on CUDA) come from ``--device`` via :mod:`edmem.runtime.devices`.
 * Q20 — a NaN loss on any rank is turned into a flag that every rank sees (:func:`any_rank`).
 * A crashed rank cannot hang the others forever: the process group has a timeout
   (``--dist_timeout``) and ``torchrun`` tears the whole job down when one worker dies.
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from edmem.errors import EDMemError
+from edmem.runtime import devices
 
 
 @dataclass(frozen=True)
@@ -43,18 +45,18 @@ class DistInfo:
 
 
 def init_distributed(local_rank_arg: int = -1, timeout_s: float = 1800.0,
-                     force_cpu: bool = False) -> DistInfo:
+                     device: str = "auto") -> DistInfo:
     """Join the process group described by the launcher's environment, or run alone.
 
     ``local_rank_arg`` is the legacy ``--local_rank`` argument; ``LOCAL_RANK`` wins when both
-    exist. GPU jobs use NCCL with one device per local rank; CPU jobs use gloo.
+    exist. ``device`` is ``--device`` (auto / cpu / cuda, resolved by
+    :mod:`edmem.runtime.devices`): GPU jobs use NCCL with one device per local rank, CPU jobs gloo.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = torch.cuda.is_available() and not force_cpu
     if world_size <= 1:
-        device = torch.device("cuda", 0 if local_rank_arg < 0 else local_rank_arg) if use_cuda \
-            else torch.device("cpu")
-        return DistInfo(rank=0, local_rank=local_rank_arg, world_size=1, device=device)
+        where = _resolve(device, local_rank_arg)
+        devices.activate(where)
+        return DistInfo(rank=0, local_rank=local_rank_arg, world_size=1, device=where)
 
     local_rank = int(os.environ.get("LOCAL_RANK", local_rank_arg))
     if local_rank < 0:
@@ -63,17 +65,20 @@ def init_distributed(local_rank_arg: int = -1, timeout_s: float = 1800.0,
     if "MASTER_ADDR" not in os.environ or "RANK" not in os.environ:
         raise EDMemError("WORLD_SIZE > 1 but MASTER_ADDR/RANK are not set; start the job with "
                          "torchrun --nproc_per_node N -m edmem.run_qa ...")
-    if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise EDMemError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible)")
-        torch.cuda.set_device(local_rank)
-        device, backend = torch.device("cuda", local_rank), "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
+    where = _resolve(device, local_rank)
+    devices.activate(where)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(backend=devices.backend_for(where),
+                                timeout=timedelta(seconds=timeout_s))
     return DistInfo(rank=dist.get_rank(), local_rank=local_rank,
-                    world_size=dist.get_world_size(), device=device)
+                    world_size=dist.get_world_size(), device=where)
+
+
+def _resolve(name: str, local_rank: int) -> torch.device:
+    try:
+        return devices.resolve_device(name, local_rank)
+    except devices.DeviceError as exc:
+        raise EDMemError(str(exc)) from None
 
 
 def cleanup() -> None:
@@ -111,6 +116,7 @@ def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order, on every rank (pickled; for small results)."""
     if not _active():
         return [obj]
+    obj = devices.to_cpu(obj)   # tensors travel as CPU pickles (NCCL would need them on the GPU)
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
@@ -120,6 +126,6 @@ def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if not _active():
         return obj
-    box = [obj]
+    box = [devices.to_cpu(obj)]
     dist.broadcast_object_list(box, src=0)
     return box[0]

@@ -1,4 +1,6 @@
-"""``pretrain(args)``: build tokenizer, corpora, model and optimiser, run the loop, keep the best.
+"""The pretrain application (``edmem pretrain``): build tokenizer, corpora, model and optimiser,
+run the training loop, keep the best checkpoint. :func:`pretrain` runs it in this process,
+:func:`main` is the command (bad input ends as one ``edmem pretrain: error: ...`` line, exit 1).
 
 The output directory is a valid ``--pretrain_ckpt`` for ``edmem.run_qa`` / ``edmem train``:
 ``pytorch_model.bin`` in the original layout (every alias key) + ``config.json``, plus
@@ -12,37 +14,44 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import logging
 import math
+import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Subset
 
+from edmem.apps.common import (amp_scaler, build_config, load_entity_rows, load_tokenizer,
+                               load_weights, open_tensorboard, require_positive,
+                               run_in_process_group, run_precision, scaler_state, start_run,
+                               wrap_ddp)
+from edmem.constants import PRETRAINING
 from edmem.data.entity_rows import EntityRows
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
-from edmem.errors import CheckpointError
+from edmem.errors import CheckpointError, EDMemError, UsageError
 from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
+from edmem.pretraining.args import parse_args
 from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
 from edmem.pretraining.corpus import TokenCache, open_or_build_cache
 from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.evaluate import evaluate_pretraining
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds
 from edmem.pretraining.metrics import ACCESSES, PERPLEXITY, RECALL_KS, format_metrics, selection_score
+from edmem.runtime import distributed as dist_utils
+from edmem.runtime.atomic import atomic_write_text
+from edmem.runtime.console import report_error
+from edmem.runtime.distributed import DistInfo
+from edmem.runtime.logging_setup import get_logger
 from edmem.training import checkpointing as ck
-from edmem.training import distributed as dist_utils
-from edmem.training.distributed import DistInfo
-from edmem.training.loop import Evaluation, LoopState, TrainJob, train
+from edmem.training.loop import DevResult, LoopState, TrainJob, train
 from edmem.training.optim import build_optimizer
-from edmem.training.runner import (UsageError, build_config, load_entity_rows, load_tokenizer, load_weights,
-                                   open_tensorboard, require_positive, run_in_process_group, start_run,
-                                   wrap_ddp)
 from edmem.training.schedule import StepCounts, calculate_num_steps, linear_schedule
 
-logger = logging.getLogger("__main__")
+logger = get_logger()
 
 METRICS_FILE = "pretrain_metrics.json"
 SELECTION_METRICS = (PERPLEXITY,) + tuple(f"{a}_recall@{k}" for a in ACCESSES for k in RECALL_KS)
@@ -85,16 +94,16 @@ def entity_rows_for(args: argparse.Namespace, out: Path) -> EntityRows:
 def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMemModel:
     """A randomly initialised model in LM+EL mode (the original pretrained from scratch, Q32), asking
     each memory read for enough candidates for recall@100 (capped by the memory size)."""
-    return EDMemModel(build_config(args, tokenizer, num_rows, generate_target="pretraining",
+    return EDMemModel(build_config(args, tokenizer, num_rows, generate_target=PRETRAINING,
                                    min_top_k=max(RECALL_KS)))
 
 
-def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> Evaluation:
+def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> DevResult:
     """Pretraining's dev result for the loop: ``selection_metric`` selects; without a dev file
     (``metrics`` None) the latest step wins, so the last evaluation's checkpoint is kept."""
     if metrics is None:
-        return Evaluation(score=float(step), metric="step", summary="no dev file")
-    return Evaluation(score=selection_score(metrics, selection_metric), metric=selection_metric,
+        return DevResult(score=float(step), metric="step", summary="no dev file")
+    return DevResult(score=selection_score(metrics, selection_metric), metric=selection_metric,
                       summary=format_metrics(metrics), metrics=metrics)
 
 
@@ -156,6 +165,8 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     counts, num_epochs = step_counts(args, len(train_data), dist.world_size)
     scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
     logger.info("Step counts: %s", asdict(counts))
+    precision = run_precision(args, dist)
+    scaler = amp_scaler(precision, dist, saved)
 
     state = LoopState(best=-math.inf)
     history: list[dict[str, Any]] = []
@@ -167,15 +178,15 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
     collate = PretrainCollator(special.pad)
 
-    def evaluate() -> Evaluation:
+    def evaluate() -> DevResult:
         metrics = None
         if dev_data is not None:
             metrics = evaluate_pretraining(model, dev_data, collate, args.predict_batch_size, dist,
-                                           special.entity_start, progress=True)
+                                           special.entity_start, progress=True, precision=precision)
             history.append({"step": state.global_step, **metrics})
         return dev_evaluation(metrics, args.selection_metric, state.global_step)
 
-    def save_best(epoch: int, step: int, result: Evaluation) -> None:
+    def save_best(epoch: int, step: int, result: DevResult) -> None:
         best.update(step=step, metrics=result.metrics or None)
         if dist.is_main:
             ck.save_best_checkpoint(model, out, rows, epoch, step, result.score, result.metric)
@@ -183,7 +194,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
 
     def save_state(st: LoopState) -> None:
         ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts,
-                             history=json.dumps(history), best=json.dumps(best))
+                             history=json.dumps(history), best=json.dumps(best), **scaler_state(scaler))
         if dist.is_main:
             write_metrics(out, args.selection_metric, best, history)
 
@@ -198,7 +209,8 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
             eval_period=args.eval_period, wait_step=args.wait_step, num_train_epochs=num_epochs,
             seed=args.seed, max_steps=counts.total_global_steps,  # --max_steps or the epochs' worth
             input_fields=MODEL_FIELDS, format_score=lambda score: f"{score:.4g}",
-            save_training_state=args.save_training_state, tensorboard=writer, state=state))
+            save_training_state=args.save_training_state, tensorboard=writer, state=state,
+            precision=precision, scaler=scaler))
     logger.info("Best %s on dev: %.4g after %d steps (%s)", args.selection_metric, outcome.best,
                 outcome.global_step, outcome.stopped_by)
     if dist.is_main:
@@ -212,6 +224,26 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
 
 
 def write_metrics(out: Path, selection: str, best: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    ck.atomic_write_text(out / METRICS_FILE, json.dumps(
+    atomic_write_text(out / METRICS_FILE, json.dumps(
         {"selection_metric": selection, "best_step": best["step"], "best": best["metrics"],
          "history": history}, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``edmem pretrain``: parse the flags, run :func:`pretrain`, print a one-line summary."""
+    args = parse_args(argv)
+    try:
+        result = pretrain(args)
+    except (EDMemError, OSError) as exc:
+        return report_error("edmem pretrain", exc)
+    except KeyboardInterrupt:
+        print("edmem pretrain: interrupted (continue with --resume)", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary per job, not per process
+        return 0
+    best = result.best_metrics or {}
+    shown = (f", {result.selection_metric} {best[result.selection_metric]:.4g}"
+             if result.selection_metric in best else "")
+    print(f"Pretrained {result.global_step} steps ({result.stopped_by}); best checkpoint from step "
+          f"{result.best_step}{shown}: {result.output_dir} (use it as --pretrain_ckpt)")
+    return 0

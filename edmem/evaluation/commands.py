@@ -1,4 +1,5 @@
-"""Shared command-line plumbing for the evaluation entry points: argument parsing in the original
+"""The evaluation commands (``python -m edmem.evaluation.exact_match``, ``... entity_linking_eval``,
+``edmem evaluate ...``) on top of :func:`edmem.evaluation.api.evaluate_files`: argument parsing in the original
 single-dash style, loading, printing, ``--json`` output and turning bad input into one clear line
 on stderr (exit 1; usage errors exit 2) instead of a traceback."""
 
@@ -10,12 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from edmem.errors import EDMemError
+from edmem.errors import EDMemError, UsageError
+from edmem.evaluation.api import ScoreReport, evaluate_files
 from edmem.evaluation.metrics import DEFAULT_KS
-
-
-class UsageError(Exception):
-    """Bad command-line arguments (argparse would otherwise exit the interpreter)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,22 +79,10 @@ def _write_json(path: str, document: dict[str, Any]) -> None:
         handle.write("\n")
 
 
-def _load(args: argparse.Namespace, *, need_links: bool, need_vocab: bool):
-    """Load what a command needs, echoing the original's Read/Load lines as it goes."""
-    from edmem.evaluation import loaders
-
-    vocab = loaders.load_entity_vocab(args.entity_vocab) if need_vocab and args.entity_vocab else None
-    gold = loaders.load_gold(args.gold, echo=print)
-    predictions = loaders.load_predictions(args.pred, echo=print)
-    loaders.check_same_ids(predictions, gold, args.pred)
-    links = None
-    if need_links and args.ans_link is not None:
-        links = loaders.load_answer_links(args.ans_link, predictions.keys())
-    return gold, predictions, links, vocab
-
-
-def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
-    return {name: getattr(args, name, None) for name in ("pred", "gold", "ans_link", "entity_vocab")}
+def _evaluate(args: argparse.Namespace, **options: Any) -> ScoreReport:
+    """Load the files the flags name (echoing the original's Read/Load lines) and score them."""
+    return evaluate_files(args.pred, args.gold, ans_link=getattr(args, "ans_link", None),
+                          entity_vocab=getattr(args, "entity_vocab", None), echo=print, **options)
 
 
 def run_exact_match_command(argv: Sequence[str] | None, prog: str) -> int:
@@ -106,12 +92,8 @@ def run_exact_match_command(argv: Sequence[str] | None, prog: str) -> int:
                      entity_vocab="required", ks=False)
 
     def body(args: argparse.Namespace) -> dict[str, Any]:
-        from edmem.evaluation.api import evaluate
-        gold, predictions, links, vocab = _load(args, need_links=True, need_vocab=True)
-        result = evaluate(predictions, gold, answer_links=links, entity_vocab=vocab,
-                          entity_linking="off", pred_path=args.pred)
+        result = _evaluate(args, entity_linking="off")
         print("\n".join(result.exact_match.lines()))
-        result.inputs = _inputs(args)
         return {**result.as_dict(), "command": "exact_match"}
 
     return _run(prog, parser, argv, body)
@@ -124,12 +106,8 @@ def run_entity_linking_command(argv: Sequence[str] | None, prog: str) -> int:
                      "--json.", ans_link=False, entity_vocab=None, ks=True)
 
     def body(args: argparse.Namespace) -> dict[str, Any]:
-        from edmem.evaluation.api import evaluate
-        gold, predictions, _, _ = _load(args, need_links=False, need_vocab=False)
-        result = evaluate(predictions, gold, exact_match=False, entity_linking="required",
-                          ks=args.ks, pred_path=args.pred)
+        result = _evaluate(args, exact_match=False, entity_linking="required", ks=args.ks)
         print("\n".join(result.entity_linking.lines()))
-        result.inputs = _inputs(args)
         return {**result.as_dict(), "command": "entity_linking"}
 
     return _run(prog, parser, argv, body)
@@ -141,20 +119,8 @@ def run_all_command(argv: Sequence[str] | None, prog: str) -> int:
                      ans_link=True, entity_vocab="optional", ks=True)
 
     def body(args: argparse.Namespace) -> dict[str, Any]:
-        from edmem.evaluation.api import evaluate
-        gold, predictions, links, vocab = _load(args, need_links=True, need_vocab=True)
-        result = evaluate(predictions, gold, answer_links=links, entity_vocab=vocab,
-                          entity_linking="auto", ks=args.ks, pred_path=args.pred)
-        print("==== exact_match")
-        print("\n".join(result.exact_match.lines()))
-        if result.entity_linking is not None:
-            print("==== entity_linking_eval")
-            print("\n".join(result.entity_linking.lines()))
-            print("==== entity ids: counts, hits@k, MRR (linkable questions)")
-            print("\n".join(result.entity_linking.extra_lines()))
-        for note in result.notes:
-            print(f"Note: {note}")
-        result.inputs = _inputs(args)
+        result = _evaluate(args, entity_linking="auto", ks=args.ks)
+        print("\n".join(result.all_lines()))
         return {**result.as_dict(), "command": "all"}
 
     return _run(prog, parser, argv, body)

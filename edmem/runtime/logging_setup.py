@@ -1,4 +1,4 @@
-"""Logging like the original (spec §7.5): ``log.txt`` in append mode plus stderr, format
+"""Logging like the original (docs/training.md): ``log.txt`` in append mode plus stderr, format
 ``%(asctime)s - %(levelname)s - %(name)s - %(message)s`` with ``%m/%d/%Y %H:%M:%S`` dates, level
 ``--log_level`` on rank 0 and ``--log_level_replica`` elsewhere. Only rank 0 writes the file.
 

@@ -1,46 +1,60 @@
-"""``run(args)``: what ``run_QA.py`` does with its flags — set up, train, predict — built from
-the data, model, training and inference pieces. Shared by ``python -m edmem.run_qa``,
-``edmem train`` and ``edmem predict``; :func:`main_with_errors` turns bad input into a one-line
-message and a non-zero exit.
+"""The run_QA application: what ``run_QA.py`` does with its flags (validate, set up, train with
+dev selection, predict with the best checkpoint), wired from the data, model, training,
+inference and evaluation layers. Behind ``python -m edmem.run_qa`` (:func:`main`),
+``edmem train`` (:func:`train_main`) and ``edmem predict`` (:func:`predict_main`); bad input ends
+as one ``<prog>: error: ...`` line and a non-zero exit.
 
-Order (spec §7.1, §9): validate flags → process group → output dir (+ overwrite protection)
-→ log.txt / args → seed → entity vocabulary and memory rows → tokenizer + config → data →
-model (+ ``--pretrain_ckpt``) → train (resume state, DDP) → barrier → predict with the best
+Order (docs/training.md): validate flags -> process group -> output dir (+ overwrite protection)
+-> log.txt / args -> seed -> entity vocabulary and memory rows -> tokenizer + config -> data ->
+model (+ ``--pretrain_ckpt``) -> train (resume state, DDP) -> barrier -> predict with the best
 checkpoint of ``--output_dir``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import numpy as np
-import torch
 
-from edmem.errors import CheckpointError, DataError, EDMemError
+from edmem.apps.common import (amp_scaler, build_config, load_entity_rows, load_tokenizer,
+                               load_weights, open_tensorboard, require_positive,
+                               run_in_process_group, run_precision, scaler_state, start_run,
+                               wrap_ddp)
+from edmem.constants import ENTITY_LINKING
+from edmem.data.collate import ELCollator
+from edmem.data.dataset import ELDataset
+from edmem.data.entity_vocab import load_id2entity
+from edmem.data.examples import ELEncodingOptions
+from edmem.data.formats import load_el_split
+from edmem.errors import CheckpointError, DataError, EDMemError, UsageError
+from edmem.evaluation.api import SelectionScores, selection_scores
+from edmem.inference.predict import predict_entities
+from edmem.inference.writer import (prediction_paths, predictions_object, write_predictions,
+                                    write_scores)
+from edmem.modeling.model import EDMemModel
+from edmem.runtime import distributed as dist_utils
+from edmem.runtime.console import report_error
+from edmem.runtime.distributed import DistInfo
+from edmem.runtime.logging_setup import get_logger
 from edmem.training import checkpointing as ck
-from edmem.training import distributed as dist_utils
-from edmem.training.distributed import DistInfo
-from edmem.training.logging_setup import close_logging, get_logger, setup_logging
+from edmem.training.args import parse_args
+from edmem.training.loop import DevResult, LoopState, TrainJob, train
+from edmem.training.optim import build_optimizer
+from edmem.training.schedule import calculate_num_steps, linear_schedule
 
-EXIT_ERROR = 1
 EXIT_NAN = 3
+PROG = "python -m edmem.run_qa"
 
 logger = get_logger()
-T = TypeVar("T")
-
-
-class UsageError(EDMemError):
-    """Flags that cannot work together (reported like bad input: one line, non-zero exit)."""
 
 
 # ---------------------------------------------------------------------------- flag checks
 def validate_args(args: argparse.Namespace) -> None:
     """Refuse what edmem does not build, and the original's crash-later cases, up front."""
-    if args.generate_target != "entity_linking":
+    if args.generate_target != ENTITY_LINKING:
         raise UsageError(f"--generate_target {args.generate_target}: answer generation is not "
                          "implemented in edmem; use --generate_target entity_linking")
     if not (args.do_train or args.do_predict):
@@ -72,107 +86,12 @@ def validate_args(args: argparse.Namespace) -> None:
         raise CheckpointError(f"--pretrain_ckpt {args.pretrain_ckpt}: directory not found")
 
 
-def require_positive(args: argparse.Namespace, names: tuple[str, ...]) -> None:
-    """Refuse a flag of ``names`` below 1."""
-    for name in names:
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
-
-
-def prepare_output_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
-    """Create ``--output_dir``; with ``--do_train`` refuse to clobber a checkpoint unless
-    ``--overwrite_output True`` (or ``--resume``, which continues it)."""
-    out = Path(args.output_dir)
-    has_ckpt = (out / "pytorch_model.bin").exists() or (out / ck.TRAINING_STATE).exists()
-    if args.do_train and has_ckpt and not (args.overwrite_output or args.resume):
-        raise UsageError(f"output directory {out} already holds a checkpoint; pass "
-                         "--overwrite_output True to replace it or --resume to continue it")
-    dist_utils.barrier()
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        ck.remove_stale_temp_files(out)
-        if args.do_train and args.overwrite_output and not args.resume:
-            # A fresh run must not leave an older run's resume state behind.
-            for name in (ck.TRAINING_STATE, ck.BEST_META):
-                (out / name).unlink(missing_ok=True)
-    dist_utils.barrier()
-    return out
-
-
-def start_run(args: argparse.Namespace, dist: DistInfo, log_name: str) -> Path:
-    """The output directory (:func:`prepare_output_dir`) with ``log_name`` opened and the flags
-    logged (and, when training, written to ``args``); torch threads set; every RNG seeded."""
-    from edmem.training.loop import seed_everything
-
-    out = prepare_output_dir(args, dist)
-    setup_logging(out / log_name, dist.is_main, args.log_level, args.log_level_replica)
-    logger.info(str(args))
-    if dist.is_main and args.do_train:
-        ck.atomic_write_text(out / "args", f"{args}\n")
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
-    seed_everything(args.seed)
-    return out
-
-
-# ---------------------------------------------------------------------------- building blocks
-def load_entity_rows(args: argparse.Namespace, out: Path, names: Any) -> Any:
-    """The memory's row mapping: the one saved in ``--output_dir`` (compact runs), else a compact
-    one from the vocabulary (``--compact_entity_memory True``), else the identity."""
-    from edmem.data.entity_rows import EntityRows
-
-    saved = EntityRows.load(out) if (args.resume or not args.do_train) else None
-    if saved is not None:
-        return saved
-    if args.compact_entity_memory:
-        return EntityRows.compact_from_ids(names.ids())
-    return EntityRows.identity(args.entity_vocab_size)
-
-
-def build_config(args: argparse.Namespace, tokenizer: Any, num_rows: int,
-                 generate_target: str = "entity_linking", min_top_k: int = 0) -> Any:
-    """The model config from ``--model_name`` and the model flags, for ``num_rows`` memory rows.
-
-    ``generate_target``: the model's mode (``"pretraining"``: LM + EL losses). ``min_top_k``:
-    raise ``--inference_nearest_k_entity`` to at least this many candidates per memory read,
-    capped by the memory size (pretraining's recall@100)."""
-    from edmem.config import EDMemConfig
-    from edmem.data.tokenization import marker_ids
-
-    start, end = marker_ids(tokenizer)
-    top_k = args.inference_nearest_k_entity
-    if min_top_k:
-        top_k = min(num_rows, max(top_k, min_top_k))
-    try:
-        config = EDMemConfig.from_bart_config(
-            args.model_name, args, entity_vocab_size=num_rows, generate_target=generate_target,
-            entity_start_token_id=start, entity_end_token_id=end, inference_nearest_k_entity=top_k)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"--model_name {args.model_name}: cannot build the model config ({exc})") from None
-    if config.vocab_size != len(tokenizer):
-        raise UsageError(f"--model_name {args.model_name}: the config's vocabulary "
-                         f"({config.vocab_size - 2} + 2 markers) differs from the tokenizer's "
-                         f"({len(tokenizer)})")
-    return config
-
-
-def load_tokenizer(model_name: str) -> Any:
-    from edmem.data.tokenization import load_tokenizer as _load
-    try:
-        return _load(model_name)
-    except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"--model_name {model_name}: cannot load a BART tokenizer (a hub name, "
-                         f"or a directory with vocab.json + merges.txt): {exc}") from None
-
-
 def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
     """The splits this run needs (fix of Q35: predict-only reads only the predicted split).
 
     Training examples must link into the memory (their ids are training labels); evaluation
     splits are read without that check since their entity ids are only scored, never trained on.
     """
-    from edmem.data.formats import load_el_split
-
     need = set()
     if args.do_train:
         need |= {"train", "dev"}
@@ -194,36 +113,6 @@ def load_splits(args: argparse.Namespace, rows: Any) -> dict[str, list]:
     return splits
 
 
-def load_weights(model: Any, directory: str | Path, what: str) -> None:
-    from edmem.modeling.checkpoints import load_original_state_dict
-    try:
-        report = load_original_state_dict(model, directory, strict=True)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{what} {directory}: {exc} (do the model flags match the checkpoint?)") from None
-    if report.filled:
-        logger.info("Filled from the config: %s", ", ".join(report.filled))
-    logger.info("Loaded checkpoint from %s", directory)
-
-
-def wrap_ddp(model: Any, dist: DistInfo) -> Any:
-    """The model as the training loop drives it: DDP-wrapped under several processes."""
-    if not dist.distributed:
-        return model
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
-        find_unused_parameters=False)
-
-
-def open_tensorboard(out: Path, dist: DistInfo, enabled: bool, global_step: int) -> Any:
-    """A context manager giving a SummaryWriter on ``out/tensorboard`` (rank 0, when enabled;
-    events after ``global_step`` that a killed run wrote before a resume are dropped), else None;
-    the writer is closed on exit."""
-    if not (enabled and dist.is_main):
-        return contextlib.nullcontext()
-    from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(str(out / "tensorboard"), purge_step=global_step + 1 if global_step else None)
-
-
 # ---------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace) -> int:
     """Train and/or predict as the flags say. Returns the exit status."""
@@ -231,24 +120,7 @@ def run(args: argparse.Namespace) -> int:
     return run_in_process_group(args, _run)
 
 
-def run_in_process_group(args: argparse.Namespace, body: Callable[[argparse.Namespace, DistInfo], T]) -> T:
-    """Join the process group the launcher describes (``--local_rank``, ``--dist_timeout``), run
-    ``body(args, dist)``, and always close the log files and the group afterwards."""
-    dist = dist_utils.init_distributed(args.local_rank, args.dist_timeout)
-    try:
-        return body(args, dist)
-    finally:
-        close_logging()
-        dist_utils.cleanup()
-
-
 def _run(args: argparse.Namespace, dist: DistInfo) -> int:
-    from edmem.data.collate import ELCollator
-    from edmem.data.dataset import ELDataset
-    from edmem.data.entity_vocab import load_id2entity
-    from edmem.data.examples import ELEncodingOptions
-    from edmem.modeling.model import EDMemModel
-
     out = start_run(args, dist, "log.txt" if args.do_train else f"{args.prefix}log.txt")
     logger.info(str(out))
     logger.info("Using %d gpus", dist.world_size if dist.device.type == "cuda" else 0)
@@ -290,12 +162,6 @@ def _lenient_id_to_row(rows: Any) -> Callable[[int], int]:
 
 def _train(args, dist, out, model, rows, names, splits, tokenizer, options, collate,
            eval_dataset) -> int:
-    from edmem.data.dataset import ELDataset
-    from edmem.inference.predict import dev_scores, predict_entities
-    from edmem.training.loop import LoopState, TrainJob, train
-    from edmem.training.optim import build_optimizer
-    from edmem.training.schedule import calculate_num_steps, linear_schedule
-
     resume_state = ck.load_resume_state(out, args.resume)
     if resume_state is None:
         if args.pretrain_ckpt is None:
@@ -320,6 +186,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                 counts.total_global_steps, counts.total_local_steps, counts.warmup_steps)
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.adam_epsilon)
     scheduler = linear_schedule(optimizer, counts.warmup_steps, counts.total_global_steps)
+    precision = run_precision(args, dist)
+    scaler = amp_scaler(precision, dist, resume_state)
 
     state = LoopState()
     if resume_state is not None:
@@ -329,9 +197,10 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                     out / ck.TRAINING_STATE, state.epoch + 1, state.batch_in_epoch,
                     state.global_step, state.best * 100, state.wait)
 
-    def evaluate():
-        predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows)
-        return em_evaluation(dev_scores(splits["dev"], predictions.topk, names))
+    def evaluate() -> DevResult:
+        predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows,
+                                       precision=precision)
+        return dev_result(selection_scores(predictions_object(predictions.topk, names), splits["dev"]))
 
     def save_best(epoch: int, step: int, result) -> None:
         if dist.is_main:
@@ -339,7 +208,8 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
 
     def save_state(st: LoopState) -> None:
         ck.save_resume_state(out, model, optimizer, scheduler, st.to_dict(), dist, counts, data_rng,
-                             entity_rows="compact" if rows.compact else "full")
+                             entity_rows="compact" if rows.compact else "full",
+                             **scaler_state(scaler))
 
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         result = train(TrainJob(
@@ -350,7 +220,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
             max_grad_norm=args.max_grad_norm, eval_period=args.eval_period,
             wait_step=args.wait_step, num_train_epochs=args.num_train_epochs, seed=args.seed,
             shuffle=not args.debug, save_training_state=args.save_training_state,
-            tensorboard=writer, state=state))
+            tensorboard=writer, state=state, precision=precision, scaler=scaler))
     if result.stopped_by == "resumed_finished":
         return 0
     logger.info("Best EM on validation data: %.2f", result.best * 100)
@@ -360,27 +230,23 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
     return 0
 
 
-def em_evaluation(scores: Any) -> Any:
-    """Fine-tuning's dev result for the loop: EM selects the checkpoint (spec §7.4); entity-id
-    accuracy is logged beside it. ``scores``: :class:`edmem.inference.predict.DevScores`."""
-    from edmem.training.loop import Evaluation
-
-    return Evaluation(
+def dev_result(scores: SelectionScores) -> DevResult:
+    """Fine-tuning's dev result for the loop: EM selects the checkpoint (docs/training.md);
+    entity-id accuracy is logged beside it."""
+    return DevResult(
         score=scores.em, metric="EM", summary=f"EM {scores.em * 100:.2f}%",
         metrics={"em": scores.em * 100, "entity_id_accuracy": scores.id_accuracy * 100},
         notes=(f"dev entity-id accuracy {scores.id_accuracy * 100:.2f}% ({scores.count} examples)",))
 
 
 def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset) -> None:
-    from edmem.inference.predict import dev_scores, predict_entities
-    from edmem.inference.writer import prediction_paths, write_predictions, write_scores
-
     model.to(dist.device)
     load_weights(model, out, "--output_dir")
     split = "dev" if args.predict_on_dev else "test"
     examples = splits[split]
     predictions = predict_entities(model, eval_dataset(examples), collate,
-                                   args.predict_batch_size, dist, rows, progress=True)
+                                   args.predict_batch_size, dist, rows, progress=True,
+                                   precision=run_precision(args, dist))
     pred_path, score_path = prediction_paths(out, args.prefix)
     if dist.is_main:
         write_predictions(pred_path, predictions.topk, names)
@@ -388,17 +254,15 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset)
         if args.save_scores:
             write_scores(score_path, predictions.topk, predictions.scores)
             logger.info("Saved scores in %s", score_path)
-    scores = dev_scores(examples, predictions.topk, names)
+    scores = selection_scores(predictions_object(predictions.topk, names), examples)
     logger.info("EM on %s data: %.2f%%", split, scores.em * 100)
     logger.info("Entity-id accuracy on %s data: %.2f%%", split, scores.id_accuracy * 100)
     dist_utils.barrier()
 
 
-# ---------------------------------------------------------------------------- error boundary
+# ---------------------------------------------------------------------------- commands
 def main_with_errors(argv: list[str] | None, mode: str, prog: str) -> int:
     """Parse, run, and turn bad input into ``<prog>: error: <one line>`` + a non-zero exit."""
-    from edmem.training.args import parse_args
-
     args = parse_args(argv, mode=mode, prog=prog)
     try:
         return run(args)
@@ -409,12 +273,16 @@ def main_with_errors(argv: list[str] | None, mode: str, prog: str) -> int:
         return 130
 
 
-def report_error(prog: str, exc: BaseException) -> int:
-    """Print bad input as one line ``<prog>: error: [rank r] <message>`` (the rank only under
-    several processes); return :data:`EXIT_ERROR`."""
-    import os
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edmem.run_qa``: the original command line (same flags and defaults)."""
+    return main_with_errors(argv, mode="run_qa", prog=PROG)
 
-    where = f"[rank {os.environ.get('RANK', '0')}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    message = str(exc) if isinstance(exc, EDMemError) else f"{type(exc).__name__}: {exc}"
-    print(f"{prog}: error: {where}{message}", file=sys.stderr)
-    return EXIT_ERROR
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``edmem train``: ``--do_train`` and ``--generate_target entity_linking`` implied."""
+    return main_with_errors(argv, mode="train", prog="edmem train")
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """``edmem predict``: ``{prefix}predictions.json`` with the best checkpoint of ``--output_dir``."""
+    return main_with_errors(argv, mode="predict", prog="edmem predict")
