@@ -31,12 +31,69 @@ def _close_logs():
     close_logging()
 
 
+# What the selection stages could see: (what ran, whether the test questions were readable).
+SEEN_BY_STAGE: list[tuple[str, bool]] = []
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy demo, with pretraining and run_QA wrapped to record whether the test split's
+    files were present when each ran (selection must run without them)."""
+    from edmem.demo import pipeline
+    from edmem.apps import pretrain as pretraining_runner
+
     out = tmp_path_factory.mktemp("demo") / "run"
-    assert cli.main(["--output_dir", str(out), *TOY]) == 0
+    test_files = [out / "data/openqa/geo/entity_linking" / name
+                  for name in ("el_geo-test.jsonl", "sling_invocab-test.json")]
+
+    def readable() -> bool:
+        return any(f.exists() for f in test_files)
+
+    real_run_qa, real_pretrain = pipeline.run_qa, pretraining_runner.pretrain
+
+    def run_qa(argv):
+        what = "train" if "--do_train" in argv else ("predict_dev" if "--predict_on_dev" in argv else "predict_test")
+        SEEN_BY_STAGE.append((what, readable()))
+        return real_run_qa(argv)
+
+    def pretrain(args):
+        SEEN_BY_STAGE.append(("pretrain", readable()))
+        return real_pretrain(args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "run_qa", run_qa)
+        mp.setattr(pretraining_runner, "pretrain", pretrain)
+        assert cli.main(["--output_dir", str(out), *TOY]) == 0
     close_logging()
     return out
+
+
+@pytest.mark.slow
+def test_selection_never_sees_the_test_split(toy_run: Path) -> None:
+    stages = [what for what, _ in SEEN_BY_STAGE]
+    assert stages.count("train") == 2 and stages.count("pretrain") == 1
+    assert stages.count("predict_dev") == 2 and stages.count("predict_test") == 2
+    for what, test_readable in SEEN_BY_STAGE:
+        assert test_readable == (what == "predict_test"), (what, SEEN_BY_STAGE)
+    # the test predictions come after every selection step
+    assert stages.index("predict_test") > max(i for i, w in enumerate(stages) if w != "predict_test")
+    assert all(w == "predict_test" for w in stages[stages.index("predict_test"):])
+    assert (toy_run / "data/openqa/geo/entity_linking/el_geo-test.jsonl").is_file()
+    assert not (toy_run / "data/sealed").exists()
+
+
+@pytest.mark.slow
+def test_groups_are_scored_on_dev_and_test(toy_run: Path) -> None:
+    summary = json.loads((toy_run / "summary.json").read_text())
+    for split in ("dev", "test"):
+        for system in ("edmem", "no_pretrain", "most_frequent"):
+            groups = summary["groups"][split][system]
+            assert set(groups) <= {"heldout_fact/seen_phrasing", "seen_fact/heldout_phrasing",
+                                   "heldout_fact/heldout_phrasing"} and groups
+            for row in groups.values():
+                assert 0 <= row["hits@1"] <= row["hits@5"] <= row["hits@10"] <= 1 and row["questions"] > 0
+    text = (toy_run / "summary.txt").read_text()
+    assert "held-out phrasings" in text and "hits@1, dev" in text
 
 
 @pytest.mark.slow
@@ -57,9 +114,11 @@ def test_summary_json_has_every_figure_as_a_fraction(toy_run: Path) -> None:
     assert all(value >= 0 for value in seconds.values())
     assert seconds["total"] >= sum(v for k, v in seconds.items() if k != "total") - 1.0
     assert summary["best_baseline"] in summary["baselines"]
-    assert summary["margin_hits@1"] == pytest.approx(
-        summary["test"]["hits@1"] - summary["baselines"][summary["best_baseline"]]["hits@1"])
-    assert (toy_run / "summary.txt").read_text().startswith("Test: ")
+    held_out = {name: rows["heldout_fact/seen_phrasing"]["hits@1"]
+                for name, rows in summary["groups"]["test"].items()}
+    assert summary["margin_hits@1"] == pytest.approx(held_out["edmem"] - held_out[summary["best_baseline"]])
+    assert summary["best_baseline"] == max(summary["baselines"], key=held_out.get)
+    assert (toy_run / "summary.txt").read_text().startswith("Test, all groups: ")
 
 
 @pytest.mark.slow
@@ -161,3 +220,21 @@ def test_the_demo_ends_with_a_model_dir_and_two_commands_that_work(toy_run: Path
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"question: {question}\n") and "answer:" in done.stdout
     assert "mention:  [france]" in done.stdout
+
+
+def test_sealed_split_hides_the_files_and_puts_them_back_on_failure(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edmem.demo.pipeline import sealed_split
+
+    el, sling = tmp_path / "el_geo-test.jsonl", tmp_path / "sling_invocab-test.json"
+    el.write_text("q\n")
+    sling.write_text("{}\n")
+    paths = SimpleNamespace(el={"test": el}, sling={"test": sling})
+    with pytest.raises(RuntimeError):
+        with sealed_split(paths, "test", tmp_path / "vault"):
+            assert not el.exists() and not sling.exists()
+            assert (tmp_path / "vault" / el.name).read_text() == "q\n"
+            raise RuntimeError("a stage failed")
+    assert el.read_text() == "q\n" and sling.read_text() == "{}\n"
+    assert not (tmp_path / "vault").exists()

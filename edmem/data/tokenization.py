@@ -9,6 +9,7 @@ module (e.g. for :func:`bytes_to_unicode`) stays cheap.
 from __future__ import annotations
 
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -81,6 +82,11 @@ def marker_ids(tokenizer: Any) -> tuple[int, int]:
     return int(start), int(end)
 
 
+def _stderr_is_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def train_bpe_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int,
                         min_frequency: int = 1) -> Path:
     """Train a small byte-level BPE on ``texts`` and save a directory BART tokenizers load.
@@ -96,8 +102,11 @@ def train_bpe_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: i
     out.mkdir(parents=True, exist_ok=True)
     corpus = list(texts)
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    # The trainer's progress display writes bare newlines when stderr is not a terminal (a log
+    # file would get empty lines), so it is shown on terminals only.
     bpe.train_from_iterator(corpus + [" " + t for t in corpus], vocab_size=vocab_size,
-                            min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS))
+                            min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+                            show_progress=_stderr_is_terminal())
     bpe.save_model(str(out))
     vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
     config = {

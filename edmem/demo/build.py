@@ -23,13 +23,16 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from edmem.demo.corpus import build_corpus, write_jsonl
 from edmem.demo.knowledge_base import RESERVED_IDS, KnowledgeBase, build_knowledge_base
-from edmem.demo.questions import SPLITS, build_questions, check_split_guarantee, write_split
+from edmem.demo.phrasing import phrasing_counts, split_frames
+from edmem.demo.questions import (SPLITS, build_questions, check_phrasing_split, check_split_guarantee,
+                                  pair_key, write_split)
 
 TASK = "geo"
 DATAFILE_PREFIX = "entity_linking/el_"
@@ -129,7 +132,8 @@ def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | Non
                     max_facts_per_relation: int | None = None,
                     split_fractions: tuple[float, float, float] = (0.65, 0.10, 0.25),
                     alias_rate: float = 0.1, unlinkable_fraction: float = 0.05,
-                    sentences_per_passage: int = 1, pretrain_dev_fraction: float = 0.05) -> DemoDataPaths:
+                    sentences_per_passage: int = 1, pretrain_dev_fraction: float = 0.05,
+                    broad_corpus_templates: bool = False) -> DemoDataPaths:
     """Build the KB and write every demo data file under ``out_dir`` (created if needed).
 
     Knobs: ``num_cities`` largest cities (None = all ~34k) plus capitals and up to
@@ -163,25 +167,31 @@ def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | Non
     write_entity_vocab(kb, paths.entid2entityitemid, paths.entity_names)
     write_alias_file(kb, paths.aliases)
 
-    train_passages, dev_passages = build_corpus(kb, seed=seed, paraphrases_per_fact=paraphrases_per_fact,
-                                                alias_rate=alias_rate,
-                                                sentences_per_passage=sentences_per_passage,
-                                                dev_fraction=pretrain_dev_fraction)
-    counts = dict(kb.counts())
-    counts["pretrain_passages_train"] = write_jsonl(train_passages, paths.pretrain_train)
-    counts["pretrain_passages_dev"] = write_jsonl(dev_passages, paths.pretrain_dev)
-    counts["pretrain_mentions_train"] = sum(len(p["hyperlinks"]["link_target"]) for p in train_passages)
-
     questions = build_questions(kb, seed=seed, split_fractions=split_fractions,
                                 train_questions_per_fact=train_questions_per_fact,
                                 eval_questions_per_fact=eval_questions_per_fact,
                                 max_facts_per_relation=max_facts_per_relation, alias_rate=alias_rate,
                                 unlinkable_fraction=unlinkable_fraction)
     check_split_guarantee(questions.splits)
+    check_phrasing_split(questions.splits)
+    test_pairs = {pair_key(f) for f, split in questions.fact_split.items() if split == "test"}
+    train_passages, dev_passages = build_corpus(kb, seed=seed, paraphrases_per_fact=paraphrases_per_fact,
+                                                alias_rate=alias_rate,
+                                                sentences_per_passage=sentences_per_passage,
+                                                dev_fraction=pretrain_dev_fraction,
+                                                dev_excluded_pairs=test_pairs,
+                                                broad_templates=broad_corpus_templates)
+    counts = dict(kb.counts())
+    counts["pretrain_passages_train"] = write_jsonl(train_passages, paths.pretrain_train)
+    counts["pretrain_passages_dev"] = write_jsonl(dev_passages, paths.pretrain_dev)
+    counts["pretrain_mentions_train"] = sum(len(p["hyperlinks"]["link_target"]) for p in train_passages)
+
     for split in SPLITS:
         rows = questions.splits[split]
         counts[f"questions_{split}"] = write_split(rows, paths.el[split], paths.sling[split])
         counts[f"questions_{split}_linkable"] = sum("answer_entity" in r for r in rows)
+    groups = {split: dict(sorted(Counter(str(r.get("group")) for r in rows).items()))
+              for split, rows in questions.splits.items()}
     paths.counts = counts
 
     manifest = {
@@ -194,9 +204,12 @@ def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | Non
                   "split_fractions": list(split_fractions), "alias_rate": alias_rate,
                   "unlinkable_fraction": unlinkable_fraction,
                   "sentences_per_passage": sentences_per_passage,
-                  "pretrain_dev_fraction": pretrain_dev_fraction},
+                  "pretrain_dev_fraction": pretrain_dev_fraction,
+                  "broad_corpus_templates": broad_corpus_templates},
         "num_entity_rows": paths.num_entity_rows,
         "counts": counts,
+        "question_groups": groups,
+        "phrasing": phrasing_counts(split_frames(seed=seed)),
         "skipped_questions": dict(sorted(questions.skipped.items())),
         "loader": {"data_dir": "openqa", "task": TASK, "datafile_prefix": DATAFILE_PREFIX},
     }

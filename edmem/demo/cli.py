@@ -1,6 +1,6 @@
 """``edmem demo``: the README's one command — build a geographic KB, pretrain the entity memory,
-fine-tune entity linking, predict and score the held-out-fact test questions against two
-baselines, all on a laptop CPU in about ten minutes (docs/demo.md)."""
+fine-tune entity linking, predict and score the test questions (held-out facts, held-out
+phrasings, both) against two baselines, all on a laptop CPU in about ten minutes (docs/demo.md)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ HELP: dict[str, tuple[str, str]] = {
     "num_cities": ("knowledge base", "largest GeoNames cities in the KB (plus capitals and homonyms; "
                                      "0 = all ~33k)"),
     "paraphrases_per_fact": ("knowledge base", "pretraining sentences per fact"),
+    "broad_corpus_templates": ("knowledge base", "also state facts in the words of the question lexicon "
+                                                 "(money, tongue, seat of government, ...)"),
+    "train_questions_per_fact": ("knowledge base", "EL training questions per train fact, each in a "
+                                                   "train frame"),
     "max_facts_per_relation": ("knowledge base", "cap on the facts asked about per relation (0 = no cap; "
                                                  "tests use a few)"),
     "lowercase_corpus": ("knowledge base", "pretrain on lowercased passages (the questions are "
@@ -79,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edmem demo", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Build a geographic knowledge base, pretrain EDMem's entity memory on its text, "
-                    "fine-tune entity linking for questions, and score the test questions — whose "
-                    "facts appear only in the pretraining text — against two baselines (the most "
+                    "fine-tune entity linking for questions, and score the test questions — facts that "
+                    "appear only in the pretraining text and/or question shapes never trained on "
+                    "— against two baselines (the most "
                     "frequent answer per relation; the same model without pretraining). Prints a "
                     "summary table; writes summary.json and curves.png.")
     parser.add_argument("--output_dir", type=Path, default=DemoSettings.output_dir,

@@ -79,6 +79,28 @@ CORPUS_TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# More statements per relation, in the words people use for it (the question lexicon of
+# edmem.demo.phrasing: money, tongue, seat of government, part of the world, nation, province):
+# drawn together with CORPUS_TEMPLATES when build_corpus(broad_templates=True). Declarative only,
+# so no question frame (held out or not) occurs in the pretraining text.
+BROAD_CORPUS_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "city_country": ("{s} is a city of the nation of {o}.", "People in {s} live in {o}.",
+                     "The nation {s} belongs to is {o}."),
+    "city_state": ("{s} lies in the province of {o}.", "People in {s} live in the U.S. state of {o}.",
+                   "The state {s} belongs to is {o}."),
+    "country_capital": ("The seat of government of {s} is {o}.", "{s} is governed from {o}.",
+                        "{o} is the national capital of {s}."),
+    "capital_country": ("{s} is the seat of government of {o}.", "The nation governed from {s} is {o}.",
+                        "{o}'s capital city is {s}."),
+    "country_continent": ("{s} is part of the world called {o}.", "The region of the world where {s} lies is {o}.",
+                          "{s} belongs to the continent of {o}."),
+    "country_currency": ("The money used in {s} is the {o}.", "People in {s} pay in cash with the {o}.",
+                         "The official currency of {s} is called the {o}.", "{s}'s monetary unit is the {o}."),
+    "country_language": ("People in {s} speak {o}.", "The tongue spoken in {s} is {o}.",
+                         "{o} is the official language of {s}.", "Most people in {s} talk in {o}."),
+    "state_country": ("{s} is a province of {o}.",),
+}
+
 # One descriptive sentence per entity (so every entity is mentioned even without facts).
 DESCRIPTION_TEMPLATES: dict[str, tuple[str, ...]] = {
     "city": ("{s}, a city in {q}, has a population of {pop}.",
@@ -225,25 +247,35 @@ def _description(kb: KnowledgeBase, entity_id: int, rng: random.Random) -> Rende
 
 def build_corpus(kb: KnowledgeBase, *, seed: int, paraphrases_per_fact: int = 3,
                  alias_rate: float = 0.1, sentences_per_passage: int = 1,
-                 dev_fraction: float = 0.05) -> tuple[list[dict], list[dict]]:
+                 dev_fraction: float = 0.05,
+                 dev_excluded_pairs: Iterable[frozenset[int]] = (),
+                 broad_templates: bool = False) -> tuple[list[dict], list[dict]]:
     """Return ``(train_passages, dev_passages)``.
 
     Train holds ``paraphrases_per_fact`` distinct templates for *every* fact (so every question's
     fact is stated in pretraining) plus one description per entity. Dev holds, for a
     ``dev_fraction`` sample of facts, one more paraphrase with a template that fact did not use in
     train: held-out wording of known facts, for pretraining recall@k.
+
+    ``broad_templates`` adds :data:`BROAD_CORPUS_TEMPLATES` to the pool the paraphrases are
+    drawn from. ``dev_excluded_pairs`` ({subject, object} pairs, the EL test facts) never enter dev: the
+    pretraining checkpoint is chosen on dev, so dev must not score the test facts.
     """
+    excluded = set(dev_excluded_pairs)
     rng = random.Random(f"corpus-{seed}")
     related = related_index(kb)
     train: list[Rendered] = []
     dev: list[Rendered] = []
     for fact in kb.facts:
         templates = list(CORPUS_TEMPLATES[fact.relation])
+        if broad_templates:
+            templates += BROAD_CORPUS_TEMPLATES.get(fact.relation, ())
         rng.shuffle(templates)
         k = min(paraphrases_per_fact, len(templates))
         for template in templates[:k]:
             train.append(_passage_sentence(kb, related, template, fact.subject, fact.object, rng, alias_rate))
-        if rng.random() < dev_fraction and k < len(templates):
+        if rng.random() < dev_fraction and k < len(templates) \
+                and frozenset((fact.subject, fact.object)) not in excluded:
             dev.append(_passage_sentence(kb, related, templates[k], fact.subject, fact.object, rng, alias_rate))
     for e in kb.entities:
         d = _description(kb, e.id, rng)

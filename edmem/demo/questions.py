@@ -1,6 +1,8 @@
 """Entity-linking question sets (train / dev / test) in the original EL jsonl format, plus SLING files.
 
-One line (extra fields ``relation`` and ``subject_entity`` are ignored by the original reader)::
+One line (extra fields ``relation``, ``subject_entity``, ``group`` and ``frame`` are ignored by
+the original reader; ``group``/``frame`` say which held-out group the question belongs to and
+which question frame of edmem.demo.phrasing wrote it)::
 
     {"id": "12", "question": "what country is springfield, illinois in?",
      "answer": ["United States", "United States of America"],
@@ -8,7 +10,8 @@ One line (extra fields ``relation`` and ``subject_entity`` are ignored by the or
      "surface_name": ["springfield", "illinois"],
      "entity_name": ["Springfield, Illinois", "Illinois"],
      "answer_entity": [[253, "United States"]],
-     "relation": "city_country", "subject_entity": [1073, "Springfield, Illinois"]}
+     "relation": "city_country", "subject_entity": [1073, "Springfield, Illinois"],
+     "group": "heldout_fact/seen_phrasing", "frame": "city_country/0"}
 
 **Split guarantee.** Facts are grouped by their *unordered entity pair* {subject, object}: a city's
 country, the same city as its country's capital and the country's capital fact form one group.
@@ -32,28 +35,20 @@ from typing import Iterable, Mapping, Sequence
 
 from edmem.demo.corpus import Slot, render
 from edmem.demo.knowledge_base import Fact, KnowledgeBase, qualifier_of
+from edmem.demo.phrasing import RELATION_FRAMES, question_template, split_frames
 from edmem.errors import DataError
 
 SPLITS = ("train", "dev", "test")
 
-# Lowercase like WebQuestions; {s} = the subject phrase.
-QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "city_country": ("what country is {s} in?", "{s} is in which country?",
-                     "which country is {s} located in?", "in what country is the city of {s}?",
-                     "where is {s} located?"),
-    "city_state": ("what state is {s} in?", "{s} is in which state?",
-                   "which state is the city of {s} located in?", "in what state is {s}?"),
-    "country_capital": ("what is the capital of {s}?", "what is the capital city of {s}?",
-                        "which city is the capital of {s}?", "{s}'s capital is what city?"),
-    "capital_country": ("{s} is the capital of what country?", "what country is {s} the capital of?",
-                        "which nation has {s} as its capital?"),
-    "country_continent": ("what continent is {s} in?", "{s} is on which continent?",
-                          "which continent is {s} part of?", "where in the world is {s}?"),
-    "country_currency": ("what currency does {s} use?", "what is the currency of {s}?",
-                         "what money do they use in {s}?", "which currency is used in {s}?"),
-    "country_language": ("what language do they speak in {s}?", "what is the main language of {s}?",
-                         "what language is spoken in {s}?", "which language do people in {s} speak?"),
-}
+# The relations asked about; their phrasings come from edmem.demo.phrasing (frames, lexicon).
+QUESTION_RELATIONS: tuple[str, ...] = tuple(RELATION_FRAMES)
+# Question groups (the ``group`` field): which facts x which phrasings (docs/demo.md, "Splits").
+# Train holds only seen_fact/seen_phrasing; dev and test hold the three held-out groups.
+SEEN = "seen_fact/seen_phrasing"
+HELDOUT_FACT = "heldout_fact/seen_phrasing"
+HELDOUT_PHRASING = "seen_fact/heldout_phrasing"
+HELDOUT_BOTH = "heldout_fact/heldout_phrasing"
+EVAL_GROUPS: tuple[str, ...] = (HELDOUT_FACT, HELDOUT_PHRASING, HELDOUT_BOTH)
 # Questions whose answer is a number, not an entity: "non-linkable" like part of WQ dev/test.
 UNLINKABLE_TEMPLATES = ("what is the population of {s}?", "how many people live in {s}?")
 UNLINKABLE_RELATION = "city_population"
@@ -152,7 +147,7 @@ def _article(kb: KnowledgeBase, entity_id: int, surface: str) -> str:
 
 def _question_row(kb: KnowledgeBase, template: str, subject_text: str, slots: Mapping[str, Slot],
                   relation: str, subject: int, answer_id: int | None,
-                  answer: list[str]) -> dict:
+                  answer: list[str], group: str | None = None, frame: str | None = None) -> dict:
     r = render(template.replace("{s}", subject_text), slots, transform=str.lower)
     row: dict = {
         "id": "",
@@ -172,6 +167,9 @@ def _question_row(kb: KnowledgeBase, template: str, subject_text: str, slots: Ma
         row["_sling"] = None
     row["relation"] = relation
     row["subject_entity"] = [subject, kb.entity(subject).name]
+    if group is not None:
+        row["group"] = group
+        row["frame"] = frame
     return row
 
 
@@ -179,8 +177,14 @@ def build_questions(kb: KnowledgeBase, *, seed: int,
                     split_fractions: tuple[float, float, float] = (0.65, 0.10, 0.25),
                     train_questions_per_fact: int = 2, eval_questions_per_fact: int = 1,
                     max_facts_per_relation: int | None = None, alias_rate: float = 0.1,
-                    unlinkable_fraction: float = 0.05) -> QuestionSets:
+                    unlinkable_fraction: float = 0.05,
+                    phrasing_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> QuestionSets:
     """Generate the three EL splits from the KB (see the module docstring for the split rule).
+
+    Facts *and* question frames (edmem.demo.phrasing) are split. Train asks train facts in train
+    frames. Dev and test each hold three groups (the row's ``group``): their own facts in train
+    frames (held-out facts), as many train facts in their own frames (held-out phrasings), and
+    their own facts in their own frames (both held out).
 
     ``max_facts_per_relation`` caps how many facts of each relation are asked about (a
     deterministic sample), which balances relations and scales the question count.
@@ -188,13 +192,14 @@ def build_questions(kb: KnowledgeBase, *, seed: int,
     to dev and test, as WebQuestions dev/test contain non-linkable questions.
     """
     rng = random.Random(f"questions-{seed}")
-    facts = [f for f in kb.facts if f.relation in QUESTION_TEMPLATES]
+    phrasing = split_frames(seed=seed, fractions=phrasing_fractions)
+    facts = [f for f in kb.facts if f.relation in QUESTION_RELATIONS]
     if max_facts_per_relation is not None:
         by_rel: dict[str, list[Fact]] = defaultdict(list)
         for f in facts:
             by_rel[f.relation].append(f)
         facts = []
-        for rel in QUESTION_TEMPLATES:
+        for rel in QUESTION_RELATIONS:
             pool = by_rel.get(rel, [])
             facts += pool if len(pool) <= max_facts_per_relation else \
                 sorted(rng.sample(pool, max_facts_per_relation), key=lambda f: f.subject)
@@ -205,18 +210,39 @@ def build_questions(kb: KnowledgeBase, *, seed: int,
 
     splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
     skipped: Counter = Counter()
-    for fact in facts:
-        split = fact_split[fact]
-        n = train_questions_per_fact if split == "train" else eval_questions_per_fact
-        templates = list(QUESTION_TEMPLATES[fact.relation])
-        rng.shuffle(templates)
-        for template in templates[:n]:
+
+    def ask(fact: Fact, split: str, frame_split: str, group: str, n: int) -> None:
+        frames = list(phrasing.frames[frame_split][fact.relation])
+        rng.shuffle(frames)
+        for frame in (frames * n)[:n]:
             phrase = _subject_phrase(kb, fact, rng, alias_rate, forbidden[split])
             if phrase is None:
                 skipped[f"{fact.relation}: ambiguous subject, no usable qualifier"] += 1
                 continue
-            splits[split].append(_question_row(kb, template, phrase[0], phrase[1], fact.relation,
-                                               fact.subject, fact.object, _answer_strings(kb, fact.object)))
+            template, keep_article = question_template(frame, rng, phrasing.prefixes[frame_split],
+                                                       phrasing.suffixes[frame_split])
+            slots = dict(phrase[1])
+            if not keep_article:
+                slots["s"] = Slot(slots["s"].surface, slots["s"].target, "")
+            splits[split].append(_question_row(kb, template, phrase[0], slots, fact.relation, fact.subject,
+                                               fact.object, _answer_strings(kb, fact.object),
+                                               group=group, frame=frame.key))
+
+    train_facts = [f for f in facts if fact_split[f] == "train"]
+    for fact in facts:
+        split = fact_split[fact]
+        if split == "train":
+            ask(fact, "train", "train", SEEN, train_questions_per_fact)
+        else:
+            ask(fact, split, "train", HELDOUT_FACT, eval_questions_per_fact)
+            ask(fact, split, split, HELDOUT_BOTH, eval_questions_per_fact)
+    for split in ("dev", "test"):
+        # Seen facts in held-out frames: as many facts as the split has, drawn from train.
+        n_facts = sum(fact_split[f] == split for f in facts)
+        probe_rng = random.Random(f"seen-fact-probes-{seed}-{split}")
+        for fact in sorted(probe_rng.sample(train_facts, min(n_facts, len(train_facts))),
+                           key=facts.index):
+            ask(fact, split, split, HELDOUT_PHRASING, eval_questions_per_fact)
 
     if unlinkable_fraction > 0:
         cities = [e for e in kb.entities if e.type == "city" and e.population]
@@ -240,7 +266,8 @@ def build_questions(kb: KnowledgeBase, *, seed: int,
                     text, slots["s_q"] = "{s}, {s_q}", Slot(q.surface.lower(), q.id, q.article)
                 template = UNLINKABLE_TEMPLATES[rng.randrange(len(UNLINKABLE_TEMPLATES))]
                 splits[split].append(_question_row(kb, template, text, slots, UNLINKABLE_RELATION, e.id,
-                                                   None, [f"{e.population:,}", str(e.population)]))
+                                                   None, [f"{e.population:,}", str(e.population)],
+                                                   group=UNLINKABLE_RELATION, frame=None))
                 made += 1
 
     next_id = 0
@@ -275,14 +302,33 @@ def check_split_guarantee(splits: Mapping[str, Sequence[Mapping]]) -> None:
                 for e in ents:
                     index[e].append(ents)
             for row in rows:
-                if "answer_entity" not in row:
-                    continue
+                if "answer_entity" not in row or row.get("group") == HELDOUT_PHRASING:
+                    continue  # seen-fact probes ask train facts on purpose (held-out phrasing only)
                 s = int(row["subject_entity"][0])
                 for a in row["answer_entity"]:
                     if any(int(a[0]) in ents for ents in index.get(s, ())):
                         raise DataError(f"{split} question {row['id']} asks a fact ({s}, {row['relation']},"
                                         f" {a[0]}) that an earlier split exposes", field="answer_entity")
         seen += [question_entities(r) for r in rows]
+
+
+def check_phrasing_split(splits: Mapping[str, Sequence[Mapping]]) -> None:
+    """Raise DataError if a held-out-phrasing question of dev/test uses a frame of an earlier
+    split (train for dev; train and dev for test), or if its text occurs in train."""
+    earlier_frames: set[str] = set()
+    earlier_texts: set[str] = set()
+    for split in SPLITS:
+        rows = splits.get(split, ())
+        if split != "train":
+            for row in rows:
+                if row.get("group") not in (HELDOUT_PHRASING, HELDOUT_BOTH):
+                    continue
+                if row.get("frame") in earlier_frames or row["question"] in earlier_texts:
+                    raise DataError(f"{split} question {row['id']} ({row['question']!r}) uses the frame "
+                                    f"{row.get('frame')} of an earlier split", field="frame")
+        earlier_frames |= {str(r["frame"]) for r in rows if r.get("frame")}
+        if split == "train":
+            earlier_texts |= {r["question"] for r in rows}
 
 
 def public_row(row: Mapping) -> dict:
