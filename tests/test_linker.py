@@ -84,6 +84,22 @@ def test_model_dir_other_version_and_not_a_dir(model_dir, tmp_path):
         load_model_dir(train_out)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("activation_dropout", [0.0], "'activation_dropout' must be a probability in \\[0, 1\\]"),
+    ("dropout", 1.5, "'dropout' must be a probability"),
+    ("activation_function", "nope", "'activation_function' is not a known activation"),
+])
+def test_model_dir_config_fields_checked_before_the_forward_pass(model_dir, tmp_path, field, value,
+                                                                 message):
+    """Found by fuzzing (target model_dir_config): a list dropout crashed inside F.dropout."""
+    broken = copy_dir(model_dir, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config[field] = value
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match=f"config.json: not a valid edmem config .*{message}"):
+        load_model_dir(broken)
+
+
 def test_alias_file_unknown_id_and_bad_bytes(model_dir, tmp_path):
     aliases = tmp_path / "aliases.jsonl"
     aliases.write_text('{"id": 1000, "aliases": ["la france"]}\n{"id": 77, "aliases": ["x"]}\n')

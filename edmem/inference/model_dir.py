@@ -273,9 +273,11 @@ def load_model_dir(path: str | Path, device: str = "cpu", *, alias_file: str | P
 
 
 def _load_config(root: Path) -> Any:
-    from edmem.config import EDMemConfig
+    from edmem.config import EDMemConfig, check_bart_fields
     try:
-        return EDMemConfig.from_json_file(str(root / CONFIG))
+        config = EDMemConfig.from_json_file(str(root / CONFIG))
+        check_bart_fields(config.to_dict())  # untrusted: refuse fields that crash the forward pass
+        return config
     except (ValueError, TypeError, OSError) as exc:
         raise ModelDirError(f"{root / CONFIG}: not a valid edmem config ({exc})") from None
 
