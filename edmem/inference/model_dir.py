@@ -248,7 +248,6 @@ def load_model_dir(path: str | Path, device: str = "cpu", *, alias_file: str | P
     before anything heavy is read). ``alias_file`` adds aliases to the directory's own (ids must
     be known entities). ``load_model=False`` skips the weights (``model`` is None)."""
     from edmem.data.entity_rows import EntityRows
-    from edmem.data.examples import ELEncodingOptions
 
     root = Path(path)
     metadata = read_metadata(root)
@@ -264,12 +263,31 @@ def load_model_dir(path: str | Path, device: str = "cpu", *, alias_file: str | P
         raise ModelDirError(f"{root}: {ROWS} maps {rows.num_rows} memory rows but config.json has "
                             f"entity_vocab_size={config.entity_vocab_size}")
     tokenizer = _load_tokenizer(root, config)
-    try:
-        encoding = ELEncodingOptions(**metadata.get("encoding", {}))
-    except TypeError as exc:
-        raise ModelDirError(f"{root / METADATA}: bad 'encoding' ({exc})") from None
+    encoding = _encoding_options(metadata.get("encoding", {}), root / METADATA)
     model = _load_model(root, config, device) if load_model else None
     return ModelDir(root, metadata, config, model, tokenizer, entities, rows, aliases, encoding)
+
+
+def _encoding_options(fields: Any, path: Path) -> Any:
+    """The ``encoding`` entry of edmem_model.json, type-checked (untrusted input: a wrong type
+    would otherwise fail deep inside question encoding, docs/reliability.md)."""
+    from edmem.data.examples import ELEncodingOptions
+
+    if not isinstance(fields, dict):
+        raise ModelDirError(f"{path}: bad 'encoding' (expected an object, got {type(fields).__name__})")
+    try:
+        encoding = ELEncodingOptions(**fields)
+    except TypeError as exc:
+        raise ModelDirError(f"{path}: bad 'encoding' ({exc})") from None
+    length = encoding.max_input_length
+    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
+        raise ModelDirError(f"{path}: bad 'encoding' (max_input_length must be an integer >= 2, "
+                            f"got {length!r:.40})")
+    for name in ("do_cased", "add_another_bos", "prepend_question_in_decoder_input"):
+        if not isinstance(getattr(encoding, name), bool):
+            raise ModelDirError(f"{path}: bad 'encoding' ({name} must be true or false, "
+                                f"got {getattr(encoding, name)!r:.40})")
+    return encoding
 
 
 def _load_config(root: Path) -> Any:
