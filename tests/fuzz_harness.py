@@ -406,7 +406,9 @@ class Target:
     fmt: str
     seed: Callable[[Workspace], bytes]
     run: Callable[[Workspace, bytes], str]
-    cost: str = "cheap"       # cheap (ms), serve (a request), model (a prediction run), train (a short training run)
+    # cheap (ms), serve (a request), linker (an edmem ask / link run on the tiny model directory),
+    # model (a prediction run), fit (edmem memory add, two steps), train (a short training run)
+    cost: str = "cheap"
     tally: dict[str, int] = field(default_factory=dict)
     distinct: set[str] = field(default_factory=set)  # sha256 of every input tried
 
@@ -738,19 +740,19 @@ def inference_targets() -> list[Target]:
         return lambda ws: (model_dir(ws) / name).read_bytes()
 
     table = [Target("alias_file", "jsonl", seed_of("aliases.jsonl"), lambda ws, d: _ask(ws, d),
-                    cost="model")]
+                    cost="linker")]
     for kind, (name, fmt) in MODEL_DIR_FILES.items():
         table.append(Target(f"model_dir_{kind}", fmt, seed_of(name),
-                            lambda ws, d, name=name: _ask(ws, d, name), cost="model"))
+                            lambda ws, d, name=name: _ask(ws, d, name), cost="linker"))
     table += [
         Target("link_text", "text", lambda ws: LINK_SEED_TEXT, lambda ws, d: _link(ws, d, ".txt"),
-               cost="model"),
+               cost="linker"),
         Target("link_jsonl", "jsonl", lambda ws: LINK_SEED_JSONL,
-               lambda ws, d: _link(ws, d, ".jsonl"), cost="model"),
+               lambda ws, d: _link(ws, d, ".jsonl"), cost="linker"),
         Target("serve_body", "json", lambda ws: SERVE_SEED, _serve, cost="serve"),
         Target("memory_new_entities", "jsonl", lambda ws: MEMORY_NEW,
-               lambda ws, d: _memory_add(ws, d, "entities"), cost="train"),
+               lambda ws, d: _memory_add(ws, d, "entities"), cost="fit"),
         Target("memory_passages", "jsonl", lambda ws: MEMORY_PASSAGES,
-               lambda ws, d: _memory_add(ws, d, "passages"), cost="train"),
+               lambda ws, d: _memory_add(ws, d, "passages"), cost="fit"),
     ]
     return table
