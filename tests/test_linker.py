@@ -102,6 +102,17 @@ def test_model_dir_config_fields_checked_before_the_forward_pass(model_dir, tmp_
         load_model_dir(broken)
 
 
+def test_model_dir_config_too_large_to_build_is_one_error(model_dir, tmp_path):
+    """Found by fuzzing (target model_dir_config): d_model 2**31 passes every field check and the
+    allocator's RuntimeError escaped; it is now reported naming config.json."""
+    broken = copy_dir(model_dir, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config["d_model"] = 2 ** 31
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match="config.json: cannot build a model from it"):
+        load_model_dir(broken)
+
+
 @pytest.mark.parametrize("encoding, message", [
     ([50], "expected an object, got list"),
     ({"max_input_length": [50]}, "max_input_length must be an integer >= 2"),

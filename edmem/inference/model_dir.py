@@ -319,7 +319,11 @@ def _load_model(root: Path, config: Any, device: str) -> Any:
     from edmem.modeling.checkpoints import load_original_state_dict
     from edmem.modeling.model import EDMemModel
 
-    model = EDMemModel(config)
+    try:  # sizes too large to allocate (docs/reliability.md, out of scope) still fail in one line
+        model = EDMemModel(config)
+    except (ValueError, TypeError, RuntimeError, MemoryError, OverflowError) as exc:
+        raise ModelDirError(f"{root / CONFIG}: cannot build a model from it "
+                            f"({type(exc).__name__}: {str(exc)[:300]})") from None
     try:
         load_original_state_dict(model, root / WEIGHTS, strict=True)
     except CheckpointError as exc:
