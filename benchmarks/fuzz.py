@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "tests"))
 # examples per target and round, by cost: cheap targets get more cases per round
 # (Hypothesis starts each call with its simplest example, so a call needs several examples to
 # explore; repeats are counted apart as "distinct")
-PER_ROUND = {"cheap": 60, "model": 6, "train": 3}
+PER_ROUND = {"cheap": 60, "serve": 40, "linker": 20, "model": 6, "fit": 6, "train": 3}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

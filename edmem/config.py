@@ -205,6 +205,18 @@ class EDMemConfig(PretrainedConfig):
         one_of("memory_index_dtype", MEMORY_INDEX_DTYPES)
         if not isinstance(self.generate_target, str) or not self.generate_target:
             raise ValueError(f"EDMemConfig.generate_target={self.generate_target!r} must be a non-empty string")
+        for name in ("num_lower_layers", "num_upper_layers", "d_model", "entity_vocab_size",
+                     "entity_embed_size", "inference_nearest_k_entity", "memory_chunk_size",
+                     "vocab_size", "entity_start_token_id", "entity_end_token_id"):
+            value = getattr(self, name)  # a config.json is untrusted (docs/reliability.md)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"EDMemConfig.{name} must be an integer (got {value!r:.40})")
+        for name in ("entity_token_weight", "elloss_weight"):
+            value = getattr(self, name)
+            if value is None and name == "entity_token_weight":
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"EDMemConfig.{name} must be a finite number (got {value!r:.40})")
         if self.num_lower_layers < 0 or self.num_upper_layers < 1:
             # layers[-0:] would silently mean "all layers" in the original; refuse it.
             raise ValueError("num_lower_layers must be >= 0 and num_upper_layers >= 1 "

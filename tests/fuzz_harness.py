@@ -406,7 +406,9 @@ class Target:
     fmt: str
     seed: Callable[[Workspace], bytes]
     run: Callable[[Workspace, bytes], str]
-    cost: str = "cheap"       # cheap (ms), model (a prediction run), train (a short training run)
+    # cheap (ms), serve (a request), linker (an edmem ask / link run on the tiny model directory),
+    # model (a prediction run), fit (edmem memory add, two steps), train (a short training run)
+    cost: str = "cheap"
     tally: dict[str, int] = field(default_factory=dict)
     distinct: set[str] = field(default_factory=set)  # sha256 of every input tried
 
@@ -574,4 +576,183 @@ def targets() -> dict[str, Target]:
         Target("pretraining_vocab", "json", _read(CORPUS / "entid2entityitemid.json"),
                lambda ws, d: _pretrain(ws, d, "entid2entityitemid.json"), cost="train"),
     ]
+    table += inference_targets()
     return {target.name: target for target in table}
+
+
+# ---------------------------------------------------------------------------- model directories
+# Inputs of the inference applications (edmem ask / link / serve / memory): a tiny model directory
+# (edmem.testing.build_tiny_model_dir), built once per workspace when a target first needs it.
+QUESTION = "what is the capital of france?"
+MODEL_DIR_FILES = {"manifest": ("edmem_model.json", "json"), "config": ("config.json", "json"),
+                   "entities": ("entities.jsonl", "jsonl"), "rows": ("entity_rows.json", "json"),
+                   "aliases": ("aliases.jsonl", "jsonl"), "weights": ("model.safetensors", "safetensors")}
+_SHARED: dict[str, Any] = {}
+
+
+def model_dir(ws: Workspace) -> Path:
+    """The workspace's tiny model directory (untrained: the contract does not need accuracy)."""
+    path = ws.root / "model_dir"
+    if not path.exists():
+        from edmem.testing import build_tiny_model_dir
+        build_tiny_model_dir(path)
+    return path
+
+
+def _linker(ws: Workspace) -> Any:
+    """One real EntityLinker per workspace, for the server target."""
+    key = str(ws.root)
+    if key not in _SHARED:
+        from edmem.inference.linker import EntityLinker
+        _SHARED[key] = EntityLinker.from_pretrained(model_dir(ws), device="cpu")
+    return _SHARED[key]
+
+
+def _ask(ws: Workspace, data: bytes, name: str | None = None) -> str:
+    """``edmem ask --json`` on a copy of the model directory with ``name`` damaged, or (``name``
+    None) with ``data`` as its ``--alias_file``."""
+    from edmem.apps.ask import main
+
+    case = ws.case_dir()
+    model = case / "model"
+    shutil.copytree(model_dir(ws), model)
+    extra: list[str] = []
+    if name is None:
+        fuzzed = case / "aliases.jsonl"
+        extra = ["--alias_file", str(fuzzed)]
+    else:
+        fuzzed = model / name
+    fuzzed.write_bytes(data)
+    before = snapshot(case)
+    outcome = call("edmem ask", main, ["--model", str(model), *extra, "--json", QUESTION])
+    result = check_contract(outcome, fuzzed, case, before)
+    if snapshot(case) != before:  # ask only reads
+        raise ContractViolation(f"edmem ask changed its model directory (malformed {fuzzed.name})")
+    return result
+
+
+LINK_SEED_TEXT = (b"what is the capital of france?\nwhich city is the capital of japan?\n\n"
+                  b"paris and rome\n")
+LINK_SEED_JSONL = b"".join(json.dumps(row).encode() + b"\n" for row in [
+    {"id": "q1", "question": "what is the capital of france?"},
+    {"id": "q2", "question": "paris and rome", "mentions": [{"offset": 10, "length": 4}]},
+    {"id": "q3", "question": "which city is the capital of japan?", "link_offset": [29],
+     "link_length": [5], "link_target": ["1008"]}])
+LINK_PREVIOUS = b'{"id": "old", "question": "kept as it was"}\n'
+
+
+def _link(ws: Workspace, data: bytes, suffix: str) -> str:
+    """``edmem link`` appending to an output that already holds one result line: whatever
+    happens, that line stays first and every line of the output is complete JSON."""
+    from edmem.apps.link import main
+
+    case = ws.case_dir()
+    fuzzed = case / f"questions{suffix}"
+    fuzzed.write_bytes(data)
+    out = case / "out.jsonl"
+    out.write_bytes(LINK_PREVIOUS)
+    outcome = call("edmem link", main, ["--model", str(model_dir(ws)), "--input", str(fuzzed),
+                                        "--output", str(out), "--no_progress"])
+    result = check_contract(outcome, fuzzed, None, {})
+    written = out.read_bytes()
+    if not written.startswith(LINK_PREVIOUS):
+        raise ContractViolation(f"edmem link on a malformed {fuzzed.name} changed the earlier "
+                                f"output line: {written[:200]!r}")
+    for line in written.splitlines():
+        try:
+            json.loads(line)
+        except ValueError:
+            raise ContractViolation(f"edmem link on a malformed {fuzzed.name} wrote a torn line: "
+                                    f"{line[:200]!r}") from None
+    return result
+
+
+SERVE_SEED = json.dumps({"questions": [
+    QUESTION, {"question": "paris and rome", "mentions": [{"offset": 10, "length": 4}]}],
+    "top_k": 3}).encode()
+
+
+def _serve(ws: Workspace, data: bytes) -> str:
+    """``POST /v1/link`` with a malformed body, through FastAPI's TestClient on the real app and
+    a real tiny linker: a 2xx JSON answer or a 4xx JSON error body; never a 5xx, never an
+    exception escaping the app (the test client re-raises them)."""
+    from fastapi.testclient import TestClient
+
+    from edmem.apps.serve.app import create_app
+
+    try:
+        with TestClient(create_app(_linker(ws))) as client:
+            response = client.post("/v1/link", content=data,
+                                   headers={"content-type": "application/json"})
+    except Exception as exc:  # noqa: BLE001 - the contract forbids every escape
+        raise ContractViolation(f"POST /v1/link: the app raised {type(exc).__name__}: {exc}\n"
+                                f"{traceback.format_exc()}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise ContractViolation(f"POST /v1/link answered {response.status_code} with a body "
+                                f"that is not JSON: {response.text[:300]!r}") from None
+    if 200 <= response.status_code < 300:
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            raise ContractViolation(f"POST /v1/link: 2xx without results: {response.text[:300]}")
+        return "ok"
+    if 400 <= response.status_code < 500 and isinstance(body, dict) and "error" in body:
+        return "error"
+    raise ContractViolation(f"POST /v1/link answered {response.status_code}: {response.text[:300]}")
+
+
+MEMORY_FAST = ("--steps", "2", "--batch_size", "4", "--no_progress")
+MEMORY_NEW = b"".join(json.dumps(row).encode() + b"\n" for row in [
+    {"id": 2000, "name": "Chile", "aliases": ["Republic of Chile"], "type": "country"},
+    {"id": 2001, "name": "Santiago", "aliases": [], "type": "city"}])
+MEMORY_PASSAGES = b"".join(json.dumps(row).encode() + b"\n" for row in [
+    {"id": "n1", "text": "The capital of Chile is Santiago.",
+     "hyperlinks": {"link_offset": [15, 24], "link_length": [5, 8], "link_target": [2000, 2001]}},
+    {"id": "n2", "text": "Santiago is a city in Chile, west of Peru.",
+     "hyperlinks": {"link_offset": [0, 22, 37], "link_length": [8, 5, 4],
+                    "link_target": [2001, 2000, 1006]}}])
+
+
+def _memory_add(ws: Workspace, data: bytes, role: str) -> str:
+    """``edmem memory add`` (two fitting steps) with NEW.jsonl or TEXT.jsonl malformed: success
+    writes a complete model directory at ``--output``; failure writes nothing there."""
+    from edmem.cli import main as edmem_main
+
+    case = ws.case_dir()
+    files = {"entities": case / "new.jsonl", "passages": case / "passages.jsonl"}
+    files["entities"].write_bytes(MEMORY_NEW)
+    files["passages"].write_bytes(MEMORY_PASSAGES)
+    fuzzed = files[role]
+    fuzzed.write_bytes(data)
+    out = case / "out"
+    before = snapshot(case)
+    outcome = call("edmem memory add", lambda argv: edmem_main(["memory", "add", *argv]),
+                   ["--model", str(model_dir(ws)), "--entities", str(files["entities"]),
+                    "--passages", str(files["passages"]), "--output", str(out), *MEMORY_FAST])
+    return check_contract(outcome, fuzzed, case, before,
+                          results=("out/edmem_model.json", "out/config.json"))
+
+
+def inference_targets() -> list[Target]:
+    """The inputs of the inference applications: alias files, model directories, edmem link
+    inputs, server request bodies, edmem memory add inputs."""
+    def seed_of(name: str) -> Callable[[Workspace], bytes]:
+        return lambda ws: (model_dir(ws) / name).read_bytes()
+
+    table = [Target("alias_file", "jsonl", seed_of("aliases.jsonl"), lambda ws, d: _ask(ws, d),
+                    cost="linker")]
+    for kind, (name, fmt) in MODEL_DIR_FILES.items():
+        table.append(Target(f"model_dir_{kind}", fmt, seed_of(name),
+                            lambda ws, d, name=name: _ask(ws, d, name), cost="linker"))
+    table += [
+        Target("link_text", "text", lambda ws: LINK_SEED_TEXT, lambda ws, d: _link(ws, d, ".txt"),
+               cost="linker"),
+        Target("link_jsonl", "jsonl", lambda ws: LINK_SEED_JSONL,
+               lambda ws, d: _link(ws, d, ".jsonl"), cost="linker"),
+        Target("serve_body", "json", lambda ws: SERVE_SEED, _serve, cost="serve"),
+        Target("memory_new_entities", "jsonl", lambda ws: MEMORY_NEW,
+               lambda ws, d: _memory_add(ws, d, "entities"), cost="fit"),
+        Target("memory_passages", "jsonl", lambda ws: MEMORY_PASSAGES,
+               lambda ws, d: _memory_add(ws, d, "passages"), cost="fit"),
+    ]
+    return table

@@ -84,6 +84,52 @@ def test_model_dir_other_version_and_not_a_dir(model_dir, tmp_path):
         load_model_dir(train_out)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("activation_dropout", [0.0], "'activation_dropout' must be a probability in \\[0, 1\\]"),
+    ("dropout", 1.5, "'dropout' must be a probability"),
+    ("activation_function", "nope", "'activation_function' is not a known activation"),
+    ("memory_chunk_size", "5", "memory_chunk_size must be an integer"),
+    ("entity_token_weight", [1.0], "entity_token_weight must be a finite number"),
+])
+def test_model_dir_config_fields_checked_before_the_forward_pass(model_dir, tmp_path, field, value,
+                                                                 message):
+    """Found by fuzzing (target model_dir_config): a list dropout crashed inside F.dropout."""
+    broken = copy_dir(model_dir, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config[field] = value
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match=f"config.json: not a valid edmem config .*{message}"):
+        load_model_dir(broken)
+
+
+def test_model_dir_config_too_large_to_build_is_one_error(model_dir, tmp_path):
+    """Found by fuzzing (target model_dir_config): d_model 2**31 passes every field check and the
+    allocator's RuntimeError escaped; it is now reported naming config.json."""
+    broken = copy_dir(model_dir, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config["d_model"] = 2 ** 31
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match="config.json: cannot build a model from it"):
+        load_model_dir(broken)
+
+
+@pytest.mark.parametrize("encoding, message", [
+    ([50], "expected an object, got list"),
+    ({"max_input_length": [50]}, "max_input_length must be an integer >= 2"),
+    ({"max_input_length": 1}, "max_input_length must be an integer >= 2"),
+    ({"do_cased": "no"}, "do_cased must be true or false"),
+])
+def test_model_dir_encoding_options_are_type_checked(model_dir, tmp_path, encoding, message):
+    """Found by fuzzing (target model_dir_manifest): a list max_input_length failed inside
+    question encoding with a TypeError."""
+    broken = copy_dir(model_dir, tmp_path)
+    meta = json.loads((broken / METADATA).read_text())
+    meta["encoding"] = encoding
+    (broken / METADATA).write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=f"edmem_model.json: bad 'encoding' \\({message}"):
+        load_model_dir(broken, load_model=False)
+
+
 def test_alias_file_unknown_id_and_bad_bytes(model_dir, tmp_path):
     aliases = tmp_path / "aliases.jsonl"
     aliases.write_text('{"id": 1000, "aliases": ["la france"]}\n{"id": 77, "aliases": ["x"]}\n')

@@ -248,7 +248,6 @@ def load_model_dir(path: str | Path, device: str = "cpu", *, alias_file: str | P
     before anything heavy is read). ``alias_file`` adds aliases to the directory's own (ids must
     be known entities). ``load_model=False`` skips the weights (``model`` is None)."""
     from edmem.data.entity_rows import EntityRows
-    from edmem.data.examples import ELEncodingOptions
 
     root = Path(path)
     metadata = read_metadata(root)
@@ -264,18 +263,39 @@ def load_model_dir(path: str | Path, device: str = "cpu", *, alias_file: str | P
         raise ModelDirError(f"{root}: {ROWS} maps {rows.num_rows} memory rows but config.json has "
                             f"entity_vocab_size={config.entity_vocab_size}")
     tokenizer = _load_tokenizer(root, config)
-    try:
-        encoding = ELEncodingOptions(**metadata.get("encoding", {}))
-    except TypeError as exc:
-        raise ModelDirError(f"{root / METADATA}: bad 'encoding' ({exc})") from None
+    encoding = _encoding_options(metadata.get("encoding", {}), root / METADATA)
     model = _load_model(root, config, device) if load_model else None
     return ModelDir(root, metadata, config, model, tokenizer, entities, rows, aliases, encoding)
 
 
-def _load_config(root: Path) -> Any:
-    from edmem.config import EDMemConfig
+def _encoding_options(fields: Any, path: Path) -> Any:
+    """The ``encoding`` entry of edmem_model.json, type-checked (untrusted input: a wrong type
+    would otherwise fail deep inside question encoding, docs/reliability.md)."""
+    from edmem.data.examples import ELEncodingOptions
+
+    if not isinstance(fields, dict):
+        raise ModelDirError(f"{path}: bad 'encoding' (expected an object, got {type(fields).__name__})")
     try:
-        return EDMemConfig.from_json_file(str(root / CONFIG))
+        encoding = ELEncodingOptions(**fields)
+    except TypeError as exc:
+        raise ModelDirError(f"{path}: bad 'encoding' ({exc})") from None
+    length = encoding.max_input_length
+    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
+        raise ModelDirError(f"{path}: bad 'encoding' (max_input_length must be an integer >= 2, "
+                            f"got {length!r:.40})")
+    for name in ("do_cased", "add_another_bos", "prepend_question_in_decoder_input"):
+        if not isinstance(getattr(encoding, name), bool):
+            raise ModelDirError(f"{path}: bad 'encoding' ({name} must be true or false, "
+                                f"got {getattr(encoding, name)!r:.40})")
+    return encoding
+
+
+def _load_config(root: Path) -> Any:
+    from edmem.config import EDMemConfig, check_bart_fields
+    try:
+        config = EDMemConfig.from_json_file(str(root / CONFIG))
+        check_bart_fields(config.to_dict())  # untrusted: refuse fields that crash the forward pass
+        return config
     except (ValueError, TypeError, OSError) as exc:
         raise ModelDirError(f"{root / CONFIG}: not a valid edmem config ({exc})") from None
 
@@ -299,7 +319,11 @@ def _load_model(root: Path, config: Any, device: str) -> Any:
     from edmem.modeling.checkpoints import load_original_state_dict
     from edmem.modeling.model import EDMemModel
 
-    model = EDMemModel(config)
+    try:  # sizes too large to allocate (docs/reliability.md, out of scope) still fail in one line
+        model = EDMemModel(config)
+    except (ValueError, TypeError, RuntimeError, MemoryError, OverflowError) as exc:
+        raise ModelDirError(f"{root / CONFIG}: cannot build a model from it "
+                            f"({type(exc).__name__}: {str(exc)[:300]})") from None
     try:
         load_original_state_dict(model, root / WEIGHTS, strict=True)
     except CheckpointError as exc:
