@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from edmem.apps.linker_cli import add_linker_flags, guarded, load_linker
 from edmem.errors import DataError
-from edmem.inference.textio import MAX_LINE_BYTES, iter_lines
+from edmem.inference.textio import MAX_LINE_BYTES, iter_lines, parse_json_object
 
 PROG = "edmem link"
 CHUNK_BATCHES = 32   # batches read ahead and sorted by length together
@@ -152,12 +152,7 @@ def read_questions(path: Path, jsonl: bool, linker: Any, args: argparse.Namespac
 
 
 def _from_json(path: Path, line_no: int, text: str, detect: bool) -> tuple[str, Any]:
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, line_no) from None
-    if not isinstance(obj, dict):
-        raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, line_no)
+    obj = parse_json_object(text, path, line_no)
     question = obj.get("question")
     if not isinstance(question, str):
         raise DataError(f"expected a string, got {question!r:.60}", path, line_no, "question")

@@ -49,10 +49,15 @@ def iter_json_objects(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES
     for line_no, text in iter_lines(path, max_line_bytes):
         if not text.strip():
             continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, line_no) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, line_no)
-        yield line_no, obj
+        yield line_no, parse_json_object(text, path, line_no)
+
+
+def parse_json_object(text: str, path: str | Path, line_no: int) -> dict[str, Any]:
+    """One JSONL line as a JSON object; anything else is a DataError naming the line."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, line_no) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, line_no)
+    return obj
