@@ -59,6 +59,27 @@ def gemm_seconds(torch) -> float:
     return statistics.median(times)
 
 
+def timed_train_step(model, optimizer, next_batch) -> float:
+    """Seconds of one optimizer step on ``next_batch()`` (batch making included, clip 0.1)."""
+    import torch
+
+    start = time.perf_counter()
+    out = model(**next_batch(), return_dict=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def time_train_steps(model, optimizer, next_batch, warmup: int, steps: int) -> list[float]:
+    """``warmup`` untimed steps, then the seconds of each of ``steps`` steps (train mode)."""
+    model.train()
+    for _ in range(warmup):
+        timed_train_step(model, optimizer, next_batch)
+    return [timed_train_step(model, optimizer, next_batch) for _ in range(steps)]
+
+
 def load_examples():
     """Real WQ training questions (mentions + answer entities), or synthetic ones."""
     from edmem.data.examples import example_from_text
@@ -152,20 +173,11 @@ def main(argv: list[str] | None = None) -> int:
               "input_entity_link", "output_entity_link")
     rng = random.Random(0)
 
-    def train_step() -> float:
-        start = time.perf_counter()
+    def next_batch() -> dict:
         batch = collate([train[rng.randrange(len(train))] for _ in range(BATCH)])
-        out = model(**{k: batch[k] for k in inputs}, return_dict=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
+        return {k: batch[k] for k in inputs}
 
-    model.train()
-    for _ in range(args.warmup):
-        train_step()
-    step_times = [train_step() for _ in range(args.steps)]
+    step_times = time_train_steps(model, optimizer, next_batch, args.warmup, args.steps)
 
     from edmem.data.dataset import ELDataset
     from edmem.data.entity_rows import EntityRows
@@ -191,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         from torch.profiler import ProfilerActivity, profile
         model.train()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            train_step()
+            timed_train_step(model, optimizer, next_batch)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
         model.eval()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -235,19 +247,7 @@ def same_tensors(args: argparse.Namespace) -> int:
     gemm = gemm_seconds(torch)
     optimizer = build_optimizer(model, 1e-5, 0.01, 1e-8)
 
-    def train_step() -> float:
-        start = time.perf_counter()
-        out = model(**batch, return_dict=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    model.train()
-    for _ in range(args.warmup):
-        train_step()
-    step_times = [train_step() for _ in range(args.steps)]
+    step_times = time_train_steps(model, optimizer, lambda: batch, args.warmup, args.steps)
     train_rss = peak_rss_mb()
     del optimizer
     model.eval()
