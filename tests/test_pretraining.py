@@ -62,6 +62,31 @@ def test_mlm_never_touches_special_tokens_and_labels_are_clean_input() -> None:
     assert out.salient.sum() == 0
 
 
+def test_mention_deletion_removes_one_whole_mention_from_the_encoder_only() -> None:
+    ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
+    config = MaskingConfig(mlm_probability=0.0, ssm_probability=1.0, mention_deletion_probability=1.0)
+    seen = set()
+    for index in range(20):
+        out = mask_example(ids, SPECIAL, config, example_rng(0, 0, index))
+        encoder = out.input_ids.tolist()
+        assert encoder in ([0, 0, 10, 13, S, 14, E, 2], [0, 0, 10, S, 11, 12, E, 13, 2])
+        assert out.kept is not None and ids[out.kept].tolist() == encoder  # the remaining mention is the cue
+        assert (out.labels == ids).all() and out.salient.sum() == 0  # the decoder reconstructs all
+        seen.add(len(encoder))
+    assert seen == {8, 9}  # both mentions get deleted across examples
+    single = np.array([0, 0, 10, S, 11, E, 2])  # one mention: nothing would be left as the cue
+    assert mask_example(single, SPECIAL, config, example_rng(0, 0, 0)).kept is None
+
+
+def test_mention_deletion_off_reproduces_the_original_masks_exactly() -> None:
+    ids = np.array([0, 0] + list(range(5, 40)) + [S, 61, 62, E, 13, S, 14, E, 2])
+    for index in range(10):
+        base = mask_example(ids, SPECIAL, MaskingConfig(), example_rng(3, 1, index))
+        off = mask_example(ids, SPECIAL, MaskingConfig(mention_deletion_probability=0.0), example_rng(3, 1, index))
+        assert (base.input_ids == off.input_ids).all() and (base.salient == off.salient).all()
+        assert off.kept is None
+
+
 def test_ssm_masks_whole_mentions_and_flags_their_start_marker() -> None:
     ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
     out = mask_example(ids, SPECIAL, MaskingConfig(mlm_probability=0.0, ssm_probability=1.0), example_rng(0, 0, 0))

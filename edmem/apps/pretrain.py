@@ -11,6 +11,8 @@ dev metrics and every evaluation), ``args``, ``log.txt``, ``tensorboard/`` and
 
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import functools
 import json
@@ -151,7 +153,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
                       build_config(args, tokenizer, rows.num_rows, generate_target=PRETRAINING),
                       args.model_name)
     masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
-                            args.loss_on_mask_tokens)
+                            args.loss_on_mask_tokens, args.mention_deletion_probability)
     train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
                                  row_map(rows), seed=args.seed)
     if len(train_data) == 0:  # every line blank or skipped: nothing to train on (the log has why)
@@ -159,7 +161,9 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     dev_data: Any = None
     if args.dev_file:
         # A different seed from training and a fixed epoch: every evaluation sees the same masks.
-        dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, masking,
+        # No deletion on dev: recall@k is read on span-masked mentions aligned in encoder and decoder.
+        dev_masking = dataclasses.replace(masking, mention_deletion_probability=0.0)
+        dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, dev_masking,
                                    row_map(rows), seed=args.seed + 1)
         if len(dev_data) == 0:
             raise DataError("no usable passages (every line is blank or was skipped)", args.dev_file)

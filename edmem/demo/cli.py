@@ -55,6 +55,9 @@ HELP: dict[str, tuple[str, str]] = {
     "mlm_probability": ("pretraining", "share of ordinary tokens masked"),
     "ssm_probability": ("pretraining", "share of entity mentions masked whole (salient spans): the "
                                        "memory must then supply the entity"),
+    "mention_deletion_probability": ("pretraining", "share of passages whose one mention is removed from "
+                                                    "the encoder input and must be named by the decoder "
+                                                    "(not in the original)"),
     "pretrain_eval_period": ("pretraining", "steps between dev recall@k evaluations"),
     "max_seq_length": ("pretraining", "token limit of a passage"),
     "finetune_epochs": ("fine-tuning", "epoch budget (early stopping on dev usually ends it)"),

@@ -85,6 +85,7 @@ class DemoSettings:
     pretrain_lr: float = 4e-3
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
+    mention_deletion_probability: float = 0.0   # not in the original (docs/demo.md, studies)
     pretrain_eval_period: int = 500
     max_seq_length: int = 64
     # fine-tuning (run_QA.py --generate_target entity_linking)
@@ -284,7 +285,9 @@ def pretrain_argv(s: DemoSettings, corpus: dict[str, Path], model_dir: Path, out
             "--train_batch_size", str(s.pretrain_batch_size), "--predict_batch_size", "128",
             "--learning_rate", str(s.pretrain_lr), "--warmup_ratio", "0.05",
             "--max_grad_norm", "1.0", "--mlm_probability", str(s.mlm_probability),
-            "--ssm_probability", str(s.ssm_probability), "--max_seq_length", str(s.max_seq_length),
+            "--ssm_probability", str(s.ssm_probability),
+            "--mention_deletion_probability", str(s.mention_deletion_probability),
+            "--max_seq_length", str(s.max_seq_length),
             "--eval_period", str(s.pretrain_eval_period), "--selection_metric", "decoder_recall@1",
             "--save_training_state", "False", "--tensorboard", "True", *_model_flags(s)]
 

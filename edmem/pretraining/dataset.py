@@ -1,6 +1,7 @@
 """Pretraining items: a cached passage, masked on the fly (docs/pretraining.md).
 
-An item holds the original's pretraining fields as Python int lists of one length:
+An item holds the original's pretraining fields as Python int lists of one length (the encoder
+side, ``input_ids`` and ``input_entity_link``, is shorter when a mention was deleted):
 ``input_ids`` (masked), ``labels`` (the unmasked input), ``input_entity_link`` and
 ``output_entity_link`` (memory rows, NIL = 0), plus ``salient`` (1 at the ``<E_s>`` of every
 SSM-masked mention, for recall@k) and ``index``. ``labels``/``output_entity_link`` are *not*
@@ -71,6 +72,7 @@ class PretrainDataset(Dataset):
         links = self.to_rows(entity_ids)
         masked = mask_example(input_ids, self.special, self.masking, example_rng(self.seed, self.epoch, index))
         links_list = links.tolist()
+        encoder_links = links_list if masked.kept is None else links[masked.kept].tolist()
         return {"index": int(index), "input_ids": masked.input_ids.tolist(), "labels": masked.labels.tolist(),
-                "input_entity_link": links_list, "output_entity_link": list(links_list),
+                "input_entity_link": encoder_links, "output_entity_link": links_list,
                 "salient": masked.salient.tolist()}

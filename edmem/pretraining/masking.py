@@ -13,6 +13,12 @@ Order as in the original collator: MLM first, then SSM on top of it.
 * **SSM**: each mention (an ``<E_s>``) is chosen with ``ssm_probability``; every token after its
   ``<E_s>`` up to the next ``<E_e>`` / ``</s>`` becomes ``<mask>``. Markers are kept, so the model
   still knows where to read the memory, but must recall the entity from context alone.
+* **Mention deletion** (``mention_deletion_probability``, this project's addition; 0 = the
+  original): with that chance a passage with at least two mentions loses one of them, chosen
+  uniformly, from the *encoder* input — its ``<E_s>``, tokens and ``<E_e>`` are removed, not masked —
+  and no other mention is span-masked (they are the cue). The decoder still reconstructs the whole
+  passage, so at the deleted mention's ``<E_s>`` it must name the entity from what it reads of the
+  other mentions' memory: the route a question's answer takes (docs/pretraining.md).
 * **labels** = the *unmasked* input (the model shifts them right to form the decoder input); the
   collator turns padding into -100. With ``loss_on_mask_tokens`` only masked positions are scored.
 """
@@ -62,9 +68,11 @@ class MaskingConfig:
     ssm_probability: float = 0.5
     mlm_random_replace: float = 0.0
     loss_on_mask_tokens: bool = False
+    mention_deletion_probability: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("mlm_probability", "ssm_probability", "mlm_random_replace"):
+        for name in ("mlm_probability", "ssm_probability", "mlm_random_replace",
+                     "mention_deletion_probability"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -72,7 +80,9 @@ class MaskingConfig:
 
 @dataclass
 class MaskedExample:
-    """One masked passage. All arrays have the length of the encoded passage.
+    """One masked passage. ``labels`` and ``salient`` have the length of the encoded passage;
+    ``input_ids`` too unless a mention was deleted, and then ``kept`` holds the passage positions
+    it keeps (apply it to every encoder-side array, e.g. the entity links).
 
     ``salient`` is 1 at the ``<E_s>`` of every SSM-masked mention: evaluation scores recall@k of
     the memory on exactly those mentions.
@@ -81,6 +91,7 @@ class MaskedExample:
     input_ids: np.ndarray
     labels: np.ndarray
     salient: np.ndarray
+    kept: np.ndarray | None = None
 
 
 def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -125,10 +136,37 @@ def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, co
 
     starts = clean == special.entity_start
     chosen = starts & (rng.random(clean.shape) < config.ssm_probability)
+    deleted = _deleted_mention(clean, special, starts, config.mention_deletion_probability, rng)
+    if deleted is not None:
+        chosen[:] = False  # the remaining mentions are the cue
     in_span = salient_spans(clean, special, chosen)
     masked[in_span] = special.mask
 
     labels = clean.copy()
     if config.loss_on_mask_tokens:
-        labels[~(selected | in_span)] = IGNORE_INDEX
-    return MaskedExample(input_ids=masked, labels=labels, salient=chosen.astype(np.int64))
+        labels[~(selected | in_span | (deleted if deleted is not None else False))] = IGNORE_INDEX
+    kept = None if deleted is None else np.flatnonzero(~deleted)
+    return MaskedExample(input_ids=masked if kept is None else masked[kept], labels=labels,
+                         salient=chosen.astype(np.int64), kept=kept)
+
+
+def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.ndarray, probability: float,
+                     rng: np.random.Generator) -> np.ndarray | None:
+    """Positions of the one mention (``<E_s>`` .. ``<E_e>``) deleted from the encoder input, or None.
+
+    Draws nothing when ``probability`` is 0, so the original masks are reproduced exactly.
+    """
+    if probability <= 0.0:
+        return None
+    start_positions = np.flatnonzero(starts)
+    if start_positions.size < 2 or rng.random() >= probability:
+        return None
+    pick = int(start_positions[rng.integers(start_positions.size)])
+    one = np.zeros(clean.shape, dtype=bool)
+    one[pick] = True
+    span = salient_spans(clean, special, one)
+    span[pick] = True
+    end = pick + 1 + int(span[pick + 1:].sum())
+    if end < clean.shape[-1] and clean[end] == special.entity_end:
+        span[end] = True
+    return span
