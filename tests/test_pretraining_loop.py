@@ -87,6 +87,39 @@ def test_a_few_optimizer_steps_reduce_the_loss(model_dir: Path, tmp_path: Path) 
     assert losses[-1] < losses[0] - 0.5
 
 
+def test_mention_deletion_batches_train_with_a_shorter_encoder_side(model_dir: Path, tmp_path: Path) -> None:
+    args = parse_args(_argv(model_dir, tmp_path, "--dropout", "0", "--mention_deletion_probability", "1"))
+    assert args.mention_deletion_probability == 1.0
+    tokenizer = load_tokenizer(model_dir)
+    rows = entity_rows_for(args, tmp_path)
+    encode = functools.partial(encode_with_mentions, tokenizer, max_length=128, bos_prefix=True)
+    cache = open_or_build_cache(CORPUS / "train.jsonl", encode, tokenizer, {}, tmp_path / "cache")
+    special = SpecialTokenIds.from_tokenizer(tokenizer)
+    data = PretrainDataset(cache, special, MaskingConfig(mention_deletion_probability=1.0), row_map(rows))
+    items = [data[i] for i in range(8)]
+    shorter = [it for it in items if len(it["input_ids"]) < len(it["labels"])]
+    assert shorter, "no passage of the fixture lost a mention"
+    for it in items:
+        assert len(it["input_entity_link"]) == len(it["input_ids"])
+        assert len(it["output_entity_link"]) == len(it["labels"])
+        starts = sum(t == special.entity_start for t in it["input_ids"])
+        assert starts == sum(t == special.entity_start for t in it["labels"]) - (it in shorter)
+    batch = PretrainCollator(special.pad)(items)
+    assert batch["input_ids"].shape[1] <= batch["labels"].shape[1]
+    torch.manual_seed(0)
+    model = build_model(args, tokenizer, rows.num_rows)
+    optimizer = build_optimizer(model, 3e-3, 0.01, 1e-8)
+    losses = []
+    for _ in range(10):
+        out = model(**{k: batch[k] for k in MODEL_FIELDS})
+        assert torch.isfinite(out.detail_loss.final_elloss)
+        losses.append(out.loss.item())
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses[-1] < losses[0] - 0.5
+
+
 def _load_as_pretrain_ckpt(model_dir: Path, ckpt: Path, tmp_path: Path) -> EDMemModel:
     """Exactly what run_qa / edmem train do with --pretrain_ckpt: rows and config from the
     fine-tuning flags, a fresh EL-mode model, a strict load of ckpt/pytorch_model.bin."""
