@@ -34,7 +34,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -213,12 +213,15 @@ def run_add(world: World, ids: Sequence[int], *, init: str, settings: Any) -> di
             "_model": model, "_rows": rows}
 
 
-def demo_model_dir(world: World) -> Path:
-    """The demo's fine-tuned model as a model directory (``<demo_dir>/model``, written once)."""
-    from edmem.inference.model_dir import EntityTable, save_model_dir
+def source_model_dir(world: World, work: Path) -> Path:
+    """The demo's fine-tuned model as a model directory: the one ``edmem demo`` published
+    (``<demo_dir>/model``), else one written once to ``<work>/source-model``."""
+    from edmem.inference.model_dir import METADATA, EntityTable, save_model_dir
 
-    path = world.demo_dir / "model"
-    if not (path / "edmem_model.json").is_file():
+    if (world.demo_dir / "model" / METADATA).is_file():
+        return world.demo_dir / "model"
+    path = work / "source-model"
+    if not (path / METADATA).is_file():
         aliases = {e.id: [a for a in dict.fromkeys([e.surface, *e.aliases]) if a != e.name]
                    for e in world.kb.entities if e.id in world.names}
         save_model_dir(path, model=world.model, tokenizer=world.tokenizer,
@@ -228,7 +231,8 @@ def demo_model_dir(world: World) -> Path:
     return path
 
 
-def run_add_api(world: World, ids: Sequence[int], *, init: str, settings: Any, work: Path) -> dict[str, Any]:
+def run_add_api(world: World, ids: Sequence[int], *, init: str, settings: Any, work: Path,
+                source: Path) -> dict[str, Any]:
     """``edmem.knowledge.add_entities`` end to end (model directory in, model directory out),
     then the new directory answers the held-out questions."""
     from edmem.inference.model_dir import load_model_dir
@@ -243,7 +247,6 @@ def run_add_api(world: World, ids: Sequence[int], *, init: str, settings: Any, w
     (work / "passages.jsonl").write_text("".join(
         line + "\n" for line in (root / "passages.jsonl").read_text().splitlines()
         if set(json.loads(line)["hyperlinks"]["link_target"]) & wanted), encoding="utf-8")
-    source = demo_model_dir(world)
     wall, cpu = time.perf_counter(), time.process_time()
     record = add_entities(source, work / "new.jsonl", work / "passages.jsonl", work / "model", init=init,
                           settings=settings, overwrite=True)
@@ -397,86 +400,131 @@ def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *
 
 
 # ---------------------------------------------------------------------------- commands
+ADD_GRID = [{"deletion": 0.0}, {"deletion": 0.5}, {"deletion": 1.0}, {"deletion": 1.0, "lr": 0.3},
+            {"deletion": 1.0, "steps": 300}]
+EDIT_GRID = [{"rows": "linked", "deletion": 0.0}, {"rows": "subject", "deletion": 0.0},
+             {"rows": "subject", "deletion": 1.0}, {"rows": "subject", "deletion": 1.0, "lr": 0.2},
+             {"rows": "subject", "deletion": 1.0, "anchor": 1.0}]
+
+
+def fit_settings(args: argparse.Namespace, kind: str, **override: Any) -> Any:
+    """The FitSettings of ``kind`` (add / edit / batch) from the flags, with ``override``
+    (grid keys: lr, steps, deletion, norm_cap, anchor) applied."""
+    from edmem.knowledge.fit import FitSettings
+
+    base = {"add": {"steps": args.add_steps, "lr": args.add_lr, "deletion": args.add_deletion, "anchor": 0.0},
+            "edit": {"steps": args.edit_steps, "lr": args.edit_lr, "deletion": args.edit_deletion,
+                     "anchor": args.edit_anchor},
+            "batch": {"steps": args.batch_steps, "lr": args.edit_lr, "deletion": args.edit_deletion,
+                      "anchor": args.edit_anchor}}[kind]
+    v = {"norm_cap": args.norm_cap, **base, **{k: x for k, x in override.items() if k not in ("rows", "init")}}
+    return FitSettings(steps=int(v["steps"]), learning_rate=float(v["lr"]), anchor=float(v["anchor"]),
+                       norm_cap=float(v["norm_cap"]), mention_deletion_probability=float(v["deletion"]),
+                       batch_size=32, progress=False)
+
+
+def old_split(world: World, split: str) -> list[Any]:
+    path = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking" / f"el_geo-{split}.jsonl"
+    return read_questions(path)[0]
+
+
+def sweep(args: argparse.Namespace, world: World, dev_ids: list[int], dev_edits: list[Edit]) -> dict[str, Any]:
+    """Settings on dev data only: 10 dev entities (+ the old dev questions) for add, 20 dev edits
+    and 200 specificity questions for edit, one line per grid point on stderr."""
+    result: dict[str, Any] = {"add_dev": [], "edit_dev": []}
+    dev = old_split(world, "dev")
+    dev_before = hits1(world, world.model, world.rows, dev) if args.add_grid else None
+    for point in args.add_grid:
+        init = point.get("init", args.init)
+        r = run_add(world, dev_ids, init=init, settings=fit_settings(args, "add", **point))
+        _, _, asked = heldout_inputs(world, dev_ids)
+        after = hits1(world, r["_model"], r["_rows"], dev)
+        result["add_dev"].append({"grid": point, "init": init, **{k: v for k, v in r.items() if k[0] != "_"},
+                                  "mention_recall@1_after": mention_recall1(world, r["_model"], r["_rows"], asked),
+                                  "old_dev_drop_points": round(100 * (dev_before - after), 2)})
+        print(json.dumps(result["add_dev"][-1]), file=sys.stderr)
+    spec = specificity_set(world, dev_edits, count=200) if args.edit_grid else []
+    for point in args.edit_grid:
+        rows_mode = point.get("rows", args.rows_mode)
+        r = run_edits(world, dev_edits, spec, settings=fit_settings(args, "edit", **point),
+                      batch_settings=fit_settings(args, "batch", **point), rows_mode=rows_mode,
+                      batch=args.sweep_batch)
+        result["edit_dev"].append({"grid": point, **r})
+        print(json.dumps(result["edit_dev"][-1]), file=sys.stderr)
+    return result
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from edmem.knowledge.fit import FitSettings
-
     torch.set_num_threads(args.num_threads)
     world = load_world(Path(args.demo_dir))
-    add_settings = FitSettings(steps=args.add_steps, learning_rate=args.add_lr, batch_size=32,
-                               norm_cap=args.norm_cap, progress=False)
-    edit_settings = FitSettings(steps=args.edit_steps, learning_rate=args.edit_lr, anchor=args.edit_anchor,
-                                batch_size=32, norm_cap=args.norm_cap, progress=False)
-    batch_settings = FitSettings(steps=args.batch_steps, learning_rate=args.edit_lr, anchor=args.edit_anchor,
-                                 batch_size=32, norm_cap=args.norm_cap, progress=False)
-    dev_ids, test_ids = add_split(world)
+    dev_ids, test_ids = add_split(world) if args.only != "edit" else ([], [])
     dev_edits, test_edits = make_edits(world)
-    result: dict[str, Any] = {"threads": args.num_threads}
+    result: dict[str, Any] = {"demo_dir": str(args.demo_dir), "threads": args.num_threads}
     if args.sweep:
-        result["add_dev"] = []
-        if args.skip_add_sweep:
-            inits = ()
-        else:
-            inits = (("name", 0.05), ("type_mean", 0.05), ("name", 0.02), ("name", 0.1))
-        for init, lr in inits:
-            s = FitSettings(steps=args.add_steps, learning_rate=lr, batch_size=32, progress=False)
-            r = run_add(world, dev_ids, init=init, settings=s)
-            result["add_dev"].append({"init": init, "lr": lr, **{k: v for k, v in r.items() if k[0] != "_"}})
-            print(json.dumps(result["add_dev"][-1]), file=sys.stderr)
-        spec = specificity_set(world, dev_edits, count=200)
-        result["edit_dev"] = []
-        for lr, cap, rows_mode in ((args.edit_lr, 1.0, "linked"), (args.edit_lr, 1.5, "linked"),
-                                   (args.edit_lr, 1.5, "subject"), (args.edit_lr / 5, 0.0, "linked")):
-            s = FitSettings(steps=args.edit_steps, learning_rate=lr, norm_cap=cap, batch_size=32, progress=False)
-            r = run_edits(world, dev_edits, spec, settings=s, batch_settings=s, rows_mode=rows_mode, batch=False)
-            result["edit_dev"].append({"steps": args.edit_steps, "lr": lr, "norm_cap": cap, **r})
-            print(json.dumps(result["edit_dev"][-1]), file=sys.stderr)
+        result.update(sweep(args, world, dev_ids, dev_edits))
         return result
-    if args.only == "edit":
-        return _measure_edits(args, world, test_edits, edit_settings, batch_settings, result)
-    # (a) add, test entities
-    r = run_add_api(world, test_ids, init=args.init, settings=add_settings,
-                    work=Path(args.demo_dir) / "knowledge-add")
+    if args.only != "edit":
+        result["add"] = measure_add(args, world, test_ids)
+        print(json.dumps(result["add"]), file=sys.stderr)
+    if args.only != "add":
+        result["edit"] = measure_edits(args, world, test_edits)
+    return result
+
+
+def measure_add(args: argparse.Namespace, world: World, test_ids: list[int]) -> dict[str, Any]:
+    """(a) add, test entities, through ``edmem.knowledge.add_entities`` (directory in and out)."""
+    settings = fit_settings(args, "add")
+    r = run_add_api(world, test_ids, init=args.init, settings=settings, work=work_dir(args) / "add",
+                    source=source_model_dir(world, work_dir(args)))
     relations = {json.loads(line)["relation"] for line in
                  (world.demo_dir / "data" / "heldout" / "questions.jsonl").read_text().splitlines()}
     ref = reference_hits(world, relations)
-    test = old_test(world)
+    test = old_split(world, "test")
     old_before = hits1(world, world.model, world.rows, test)
     old_after = hits1(world, r["_model"], r["_rows"], test)
-    result["add"] = {**{k: v for k, v in r.items() if k[0] != "_"}, "init": args.init,
-                     "settings": {"steps": args.add_steps, "lr": args.add_lr},
-                     "reference": {"relations": sorted(relations), **ref},
-                     "ratio_to_reference": r["hits@1_after"] / max(1e-9, ref["hits@1"]),
-                     "old_test": {"questions": len(test), "hits@1_before": old_before, "hits@1_after": old_after,
-                                  "drop_points": round(100 * (old_before - old_after), 2)}}
-    print(json.dumps(result["add"]), file=sys.stderr)
-    if args.only == "add":
-        return result
-    return _measure_edits(args, world, test_edits, edit_settings, batch_settings, result)
+    return {**{k: v for k, v in r.items() if k[0] != "_"}, "init": args.init, "settings": asdict(settings),
+            "reference": {"relations": sorted(relations), **ref},
+            "ratio_to_reference": r["hits@1_after"] / max(1e-9, ref["hits@1"]),
+            "old_test": {"questions": len(test), "hits@1_before": old_before, "hits@1_after": old_after,
+                         "drop_points": round(100 * (old_before - old_after), 2)}}
 
 
-def _measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit], edit_settings: Any,
-                   batch_settings: Any, result: dict[str, Any]) -> dict[str, Any]:
-    # (b) edits, test edits
-    spec = specificity_set(world, test_edits, count=500)
-    result["edit"] = run_edits(world, test_edits, spec, settings=edit_settings, batch_settings=batch_settings,
-                               rows_mode=args.rows_mode)
-    result["edit"]["specificity_questions"] = len(spec)
-    # one edit through the product path (model directory in and out), timed
+def measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit]) -> dict[str, Any]:
+    """(b) edits, test edits: one at a time and one batch, then one edit through the product path
+    (``edmem.knowledge.edit_entities``, model directory in and out), timed."""
     from edmem.knowledge import edit_entities
-    work = Path(args.demo_dir) / "knowledge-edit"
-    work.mkdir(exist_ok=True)
+
+    settings = fit_settings(args, "edit")
+    spec = specificity_set(world, test_edits, count=500)
+    out = run_edits(world, test_edits, spec, settings=settings, batch_settings=fit_settings(args, "batch"),
+                    rows_mode=args.rows_mode)
+    out["specificity_questions"] = len(spec)
+    work = work_dir(args) / "edit"
+    work.mkdir(parents=True, exist_ok=True)
     first = test_edits[0]
     (work / "edit.jsonl").write_text("".join(json.dumps(o) + "\n" for o in first.raw), encoding="utf-8")
-    t = time.perf_counter()
-    record = edit_entities(demo_model_dir(world), work / "edit.jsonl", work / "model", settings=edit_settings,
-                           overwrite=True, ids=None if args.rows_mode == "linked" else [first.country.id])
-    result["edit"]["api_seconds_one_edit"] = round(time.perf_counter() - t, 2)
-    result["edit"]["api_fit_seconds_one_edit"] = record["fit"]["seconds"]
-    result["edit"]["settings"] = {"steps": args.edit_steps, "batch_steps": args.batch_steps, "lr": args.edit_lr,
-                                  "anchor": args.edit_anchor, "norm_cap": args.norm_cap}
-    return result
+    source = source_model_dir(world, work_dir(args))
+    t, c = time.perf_counter(), time.process_time()
+    record = edit_entities(source, work / "edit.jsonl", work / "model", settings=settings, overwrite=True,
+                           ids=None if args.rows_mode == "linked" else [first.country.id])
+    out["api_seconds_one_edit"] = round(time.perf_counter() - t, 2)
+    out["api_cpu_seconds_one_edit"] = round(time.process_time() - c, 2)
+    out["api_fit_seconds_one_edit"] = record["fit"]["seconds"]
+    out["settings"] = {"edit": asdict(settings), "batch_steps": args.batch_steps, "rows_mode": args.rows_mode}
+    return out
+
+
+def work_dir(args: argparse.Namespace) -> Path:
+    return Path(args.work_dir) if args.work_dir else Path(args.demo_dir) / "knowledge-work"
+
+
+def _grid(text: str) -> list[dict[str, Any]]:
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+        raise argparse.ArgumentTypeError("expected a JSON list of objects")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -485,30 +533,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     prep = sub.add_parser("prepare", help="run the demo with held-out cities (once)")
     prep.add_argument("--demo_dir", default="runs/knowledge-demo")
     prep.add_argument("--heldout", type=int, default=60)
+    prep.add_argument("--mention_deletion_probability", type=float, default=0.5,
+                      help="pretraining's mention deletion (docs/pretraining.md; 0 = the original)")
     ft = sub.add_parser("finetune", help="the demo's fine-tuning + prediction from a given pretraining "
                                          "checkpoint (when pretraining had to be stopped early)")
     ft.add_argument("--demo_dir", default="runs/knowledge-demo")
     ft.add_argument("--pretrain_ckpt", required=True, help="a copy of <demo_dir>/pretrain at some step")
     m = sub.add_parser("measure", help="the add and edit measurements (JSON on stdout)")
     m.add_argument("--demo_dir", default="runs/knowledge-demo")
-    m.add_argument("--sweep", action="store_true", help="the dev sweep instead of the test figures")
-    m.add_argument("--skip_add_sweep", action="store_true", help="in --sweep, only the edit settings")
+    m.add_argument("--work_dir", default=None,
+                   help="where model directories are written (default <demo_dir>/knowledge-work)")
+    m.add_argument("--sweep", action="store_true", help="the dev grids instead of the test figures")
+    m.add_argument("--add_grid", type=_grid, default=ADD_GRID,
+                   help="JSON list of add settings to try on dev (keys: init, lr, steps, deletion, norm_cap)")
+    m.add_argument("--edit_grid", type=_grid, default=EDIT_GRID,
+                   help="JSON list of edit settings to try on dev (keys: rows, lr, steps, deletion, "
+                        "norm_cap, anchor)")
+    m.add_argument("--sweep_batch", action="store_true", help="in --sweep, also the dev edits as one batch")
     m.add_argument("--only", choices=("add", "edit"), default=None, help="only one of the two measurements")
     m.add_argument("--norm_cap", type=float, default=1.0)
     m.add_argument("--num_threads", type=int, default=1)
     m.add_argument("--init", default="name")
     m.add_argument("--add_steps", type=int, default=150)
     m.add_argument("--add_lr", type=float, default=0.1)
+    m.add_argument("--add_deletion", type=float, default=0.0)
     m.add_argument("--edit_steps", type=int, default=20)
     m.add_argument("--batch_steps", type=int, default=150)
     m.add_argument("--edit_lr", type=float, default=0.05)
     m.add_argument("--edit_anchor", type=float, default=0.0)
+    m.add_argument("--edit_deletion", type=float, default=0.0)
     m.add_argument("--rows_mode", choices=("linked", "subject"), default="linked")
     m.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         from knowledge_holdout import run_demo_with_heldout
-        summary = run_demo_with_heldout(Path(args.demo_dir), args.heldout, skip_no_pretrain_baseline=True)
+        summary = run_demo_with_heldout(Path(args.demo_dir), args.heldout, skip_no_pretrain_baseline=True,
+                                        mention_deletion_probability=args.mention_deletion_probability)
         print(json.dumps({"test": summary["test"], "seconds": summary["seconds"]}))
         return 0
     if args.command == "finetune":

@@ -253,3 +253,20 @@ def test_memory_help_lists_the_three_commands(capsys) -> None:
     assert "{add,edit,remove}" in text
     assert edmem_main(["--help"]) == 0
     assert "memory" in capsys.readouterr().out
+
+
+def test_mention_deletion_flag_reaches_the_fit_and_is_recorded(model_dir, tmp_path, capsys) -> None:
+    passages = kt.write_jsonl([kt.passage("e", "The currency of France is the Yen.", ("France", 1000),
+                                          ("Yen", 1005))], tmp_path / "edit.jsonl")
+    out = tmp_path / "edited"
+    assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
+                   "--rows", "1000", "--mention_deletion_probability", "1", *FAST) == 0
+    record, = _log(out)
+    assert record["settings"]["mention_deletion_probability"] == 1.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output",
+                str(tmp_path / "x"), "--mention_deletion_probability", "1.5")
+    assert exc.value.code != 0
+    assert "expected a probability in [0, 1], got '1.5'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -192,3 +192,41 @@ def test_norm_cap_keeps_fitted_rows_from_growing(tmp_path) -> None:
         norms[cap] = (float(table.detach()[:, row].norm()), limit)
     assert norms[1.0][0] <= norms[1.0][1] * (1 + 1e-5)
     assert norms[0.0][0] > norms[0.0][1]
+
+
+@pytest.mark.parametrize("deletion", [0.0, 1.0])
+def test_fit_dataset_applies_mention_deletion_to_the_encoder_input_only(parts, deletion) -> None:
+    from edmem.knowledge.fit import fit_dataset
+
+    tokenizer = parts["tokenizer"]
+    start = parts["model"].config.entity_start_token_id
+    rows, _ = append_rows(parts["model"], parts["rows"], [2000, 2001])
+    dataset, skipped = fit_dataset(tokenizer, rows, _passages(kt.new_passages()),
+                                   FitSettings(mention_deletion_probability=deletion, max_length=32))
+    assert skipped == 0 and len(dataset) == 3
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        for i in range(len(dataset)):
+            item = dataset[i]
+            in_encoder, in_labels = item["input_ids"].count(start), item["labels"].count(start)
+            assert in_labels == 2  # every passage has two mentions; the decoder reconstructs both
+            assert in_encoder == (1 if deletion == 1.0 else 2)
+            assert len(item["input_entity_link"]) == len(item["input_ids"])
+            # the deleted mention's entity is still the decoder's target
+            assert sorted(x for x in item["output_entity_link"] if x) != [] and \
+                set(x for x in item["output_entity_link"] if x) >= set(x for x in item["input_entity_link"] if x)
+
+
+def test_fit_with_mention_deletion_trains_the_cue_rows(parts) -> None:
+    """Y deleted from 'The currency of France is the Yen.': France's row (the cue) is what the
+    decoder reads to name Yen, so fitting France's row alone lowers the loss."""
+    model, tokenizer, rows = parts["model"], parts["tokenizer"], parts["rows"]
+    row = rows.id_to_row(1000)
+    before = model.EntityEmbedding.weight.detach().clone()
+    report = fit_rows(model, tokenizer, rows, _passages(kt.edit_passages()), [row],
+                      FitSettings(steps=30, batch_size=4, learning_rate=0.05, mention_deletion_probability=1.0,
+                                  progress=False, max_length=32))
+    after = model.EntityEmbedding.weight.detach()
+    assert np.mean(report.losses[-5:]) < np.mean(report.losses[:5])
+    changed = {c for c in range(after.shape[1]) if not torch.equal(after[:, c], before[:, c])}
+    assert changed == {row}

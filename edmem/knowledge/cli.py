@@ -22,6 +22,16 @@ def _ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected entity ids (integers), got {text!r}") from None
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
 def _fit_flags(parser: argparse.ArgumentParser, d: Any) -> None:
     g = parser.add_argument_group("fitting (only the chosen rows move; docs/knowledge.md)")
     g.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
@@ -33,8 +43,12 @@ def _fit_flags(parser: argparse.ArgumentParser, d: Any) -> None:
     g.add_argument("--norm_cap", type=float, default=d.norm_cap,
                    help="a fitted row's norm stays <= this x max(its norm before, the mean row norm); "
                         "0 = no cap (default %(default)s)")
-    g.add_argument("--mlm_probability", type=float, default=d.mlm_probability, help="(default %(default)s)")
-    g.add_argument("--ssm_probability", type=float, default=d.ssm_probability, help="(default %(default)s)")
+    g.add_argument("--mlm_probability", type=_probability, default=d.mlm_probability, help="(default %(default)s)")
+    g.add_argument("--ssm_probability", type=_probability, default=d.ssm_probability, help="(default %(default)s)")
+    g.add_argument("--mention_deletion_probability", type=_probability, default=d.mention_deletion_probability,
+                   help="share of passages (with >= 2 mentions) whose one mention is removed from the "
+                        "encoder input and must be named by the decoder from the other mentions' rows, "
+                        "the route a question's answer takes (docs/knowledge.md; default %(default)s)")
     g.add_argument("--max_length", type=int, default=d.max_length, help="tokens per passage (default %(default)s)")
     g.add_argument("--cased", dest="lowercase", action="store_false", default=None,
                    help="keep the passages' case (default: lowercase them when the model reads "
@@ -94,7 +108,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
     return FitSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        anchor=args.anchor, norm_cap=args.norm_cap, mlm_probability=args.mlm_probability,
-                       ssm_probability=args.ssm_probability, max_length=args.max_length,
+                       ssm_probability=args.ssm_probability,
+                       mention_deletion_probability=args.mention_deletion_probability, max_length=args.max_length,
                        seed=args.seed, progress=not args.no_progress)
 
 

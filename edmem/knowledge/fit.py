@@ -1,7 +1,11 @@
 """Train chosen rows of the entity table, and nothing else, with the pretraining losses.
 
-The objective is pretraining's (docs/pretraining.md): MLM + salient-span masking on the given
-passages, loss = LM cross-entropy + ``elloss_weight`` × the three memory reads' NLLs. Every
+The objective is pretraining's (docs/pretraining.md): MLM + salient-span masking (+ mention
+deletion, ``mention_deletion_probability``) on the given passages, loss = LM cross-entropy +
+``elloss_weight`` × the three memory reads' NLLs. Mention deletion removes one mention from the
+encoder input while the decoder still reconstructs it, so at its ``<E_s>`` the EL head must name it
+from the other mentions' rows: for "The currency of X is the Y." with Y deleted, X's row learns to
+yield Y — the route a question's answer takes (docs/knowledge.md). Every
 parameter except the entity table is frozen (``requires_grad=False``), and of the table only the
 chosen columns move: after each backward the columns' gradient is handed to an Adam optimiser that
 owns a copy of just those columns, whose new values are written back. Other rows therefore stay
@@ -49,6 +53,7 @@ class FitSettings:
     norm_cap: float = 1.0
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
+    mention_deletion_probability: float = 0.0
     max_length: int = 64
     lowercase: bool = True
     seed: int = 0
@@ -138,21 +143,29 @@ def _batches(n: int, batch_size: int, seed: int) -> Iterator[tuple[int, list[int
         epoch += 1
 
 
+def fit_dataset(tokenizer: Any, rows: EntityRows, passages: Sequence[Passage],
+                settings: FitSettings) -> tuple[PretrainDataset, int]:
+    """The passages encoded and masked as pretraining does, with the fit's masking settings
+    (MLM, salient spans, mention deletion); returns it and the number of unalignable passages."""
+    data, skipped = encode_passages(tokenizer, passages, max_length=settings.max_length,
+                                    lowercase=settings.lowercase)
+    masking = MaskingConfig(mlm_probability=settings.mlm_probability, ssm_probability=settings.ssm_probability,
+                            mention_deletion_probability=settings.mention_deletion_probability)
+    special = SpecialTokenIds.from_tokenizer(tokenizer)
+    return PretrainDataset(data, special, masking, row_map(rows), seed=settings.seed), skipped  # type: ignore[arg-type]
+
+
 def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Passage],
              train_rows: Sequence[int], settings: FitSettings) -> FitReport:
     """Fit the table columns ``train_rows`` on ``passages``; every other weight stays as it is."""
     started = time.perf_counter()
-    data, skipped = encode_passages(tokenizer, passages, max_length=settings.max_length,
-                                    lowercase=settings.lowercase)
+    dataset, skipped = fit_dataset(tokenizer, rows, passages, settings)
     train_rows = sorted(set(int(r) for r in train_rows))
-    report = FitReport(train_rows, 0, 0.0, len(data), skipped, None, None)
-    if not len(data) or not train_rows or settings.steps <= 0:
+    report = FitReport(train_rows, 0, 0.0, len(dataset), skipped, None, None)
+    if not len(dataset) or not train_rows or settings.steps <= 0:
         report.seconds = time.perf_counter() - started
         return report
-    special = SpecialTokenIds.from_tokenizer(tokenizer)
-    masking = MaskingConfig(settings.mlm_probability, settings.ssm_probability)
-    dataset = PretrainDataset(data, special, masking, row_map(rows), seed=settings.seed)  # type: ignore[arg-type]
-    collate = PretrainCollator(special.pad)
+    collate = PretrainCollator(dataset.special.pad)
 
     table = model.EntityEmbedding.weight
     cols = torch.as_tensor(train_rows, dtype=torch.long, device=table.device)
@@ -195,5 +208,5 @@ def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Pa
     report.first_loss, report.last_loss = report.losses[0], report.losses[-1]
     report.seconds = time.perf_counter() - started
     logger.info("fitted %d row(s) on %d passage(s): %d steps, loss %.3f -> %.3f, %.1fs", len(train_rows),
-                len(data), report.steps, report.first_loss, report.last_loss, report.seconds)
+                len(dataset), report.steps, report.first_loss, report.last_loss, report.seconds)
     return report
