@@ -230,3 +230,23 @@ def test_fit_with_mention_deletion_trains_the_cue_rows(parts) -> None:
     assert np.mean(report.losses[-5:]) < np.mean(report.losses[:5])
     changed = {c for c in range(after.shape[1]) if not torch.equal(after[:, c], before[:, c])}
     assert changed == {row}
+
+
+def test_fitted_rows_are_the_cue_unless_asked_otherwise(parts) -> None:
+    """Deletion removes the mention of a frozen row (Yen), never the fitted one (France), so the
+    decoder must name Yen from France's row; --delete_fitted_mentions allows either."""
+    from edmem.knowledge.fit import fit_dataset
+
+    rows = parts["rows"]
+    france, yen = rows.id_to_row(1000), rows.id_to_row(1005)
+    kept: dict[bool, set] = {}
+    for allow in (False, True):
+        dataset, _ = fit_dataset(parts["tokenizer"], rows, _passages(kt.edit_passages()),
+                                 FitSettings(mention_deletion_probability=1.0, delete_fitted_mentions=allow,
+                                             max_length=32), [france])
+        kept[allow] = set()
+        for epoch in range(12):
+            dataset.set_epoch(epoch)
+            kept[allow].add(tuple(x for x in dataset[0]["input_entity_link"] if x))
+    assert kept[False] == {(france,)}
+    assert kept[True] == {(france,), (yen,)}

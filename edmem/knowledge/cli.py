@@ -49,6 +49,9 @@ def _fit_flags(parser: argparse.ArgumentParser, d: Any) -> None:
                    help="share of passages (with >= 2 mentions) whose one mention is removed from the "
                         "encoder input and must be named by the decoder from the other mentions' rows, "
                         "the route a question's answer takes (docs/knowledge.md; default %(default)s)")
+    g.add_argument("--delete_fitted_mentions", action="store_true",
+                   help="mention deletion may also remove mentions of the rows being fitted (default: "
+                        "only other mentions; the fitted rows are the cue)")
     g.add_argument("--max_length", type=int, default=d.max_length, help="tokens per passage (default %(default)s)")
     g.add_argument("--cased", dest="lowercase", action="store_false", default=None,
                    help="keep the passages' case (default: lowercase them when the model reads "
@@ -109,7 +112,8 @@ def _settings(args: argparse.Namespace) -> Any:
     return FitSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        anchor=args.anchor, norm_cap=args.norm_cap, mlm_probability=args.mlm_probability,
                        ssm_probability=args.ssm_probability,
-                       mention_deletion_probability=args.mention_deletion_probability, max_length=args.max_length,
+                       mention_deletion_probability=args.mention_deletion_probability,
+                       delete_fitted_mentions=args.delete_fitted_mentions, max_length=args.max_length,
                        seed=args.seed, progress=not args.no_progress)
 
 

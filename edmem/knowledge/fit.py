@@ -54,6 +54,7 @@ class FitSettings:
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
     mention_deletion_probability: float = 0.0
+    delete_fitted_mentions: bool = False  # False: only mentions of frozen rows are deleted
     max_length: int = 64
     lowercase: bool = True
     seed: int = 0
@@ -143,24 +144,30 @@ def _batches(n: int, batch_size: int, seed: int) -> Iterator[tuple[int, list[int
         epoch += 1
 
 
-def fit_dataset(tokenizer: Any, rows: EntityRows, passages: Sequence[Passage],
-                settings: FitSettings) -> tuple[PretrainDataset, int]:
+def fit_dataset(tokenizer: Any, rows: EntityRows, passages: Sequence[Passage], settings: FitSettings,
+                train_rows: Sequence[int] = ()) -> tuple[PretrainDataset, int]:
     """The passages encoded and masked as pretraining does, with the fit's masking settings
-    (MLM, salient spans, mention deletion); returns it and the number of unalignable passages."""
+    (MLM, salient spans, mention deletion); returns it and the number of unalignable passages.
+
+    Unless ``settings.delete_fitted_mentions``, a mention of one of ``train_rows`` is never the
+    deleted one: the fitted rows are the cue from which the decoder must name the deleted entity,
+    which is what a question about them asks (docs/knowledge.md)."""
     data, skipped = encode_passages(tokenizer, passages, max_length=settings.max_length,
                                     lowercase=settings.lowercase)
     masking = MaskingConfig(mlm_probability=settings.mlm_probability, ssm_probability=settings.ssm_probability,
                             mention_deletion_probability=settings.mention_deletion_probability)
     special = SpecialTokenIds.from_tokenizer(tokenizer)
-    return PretrainDataset(data, special, masking, row_map(rows), seed=settings.seed), skipped  # type: ignore[arg-type]
+    cues = None if settings.delete_fitted_mentions else [int(r) for r in train_rows]
+    return PretrainDataset(data, special, masking, row_map(rows), seed=settings.seed,  # type: ignore[arg-type]
+                           cue_rows=cues), skipped
 
 
 def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Passage],
              train_rows: Sequence[int], settings: FitSettings) -> FitReport:
     """Fit the table columns ``train_rows`` on ``passages``; every other weight stays as it is."""
     started = time.perf_counter()
-    dataset, skipped = fit_dataset(tokenizer, rows, passages, settings)
     train_rows = sorted(set(int(r) for r in train_rows))
+    dataset, skipped = fit_dataset(tokenizer, rows, passages, settings, train_rows)
     report = FitReport(train_rows, 0, 0.0, len(dataset), skipped, None, None)
     if not len(dataset) or not train_rows or settings.steps <= 0:
         report.seconds = time.perf_counter() - started
