@@ -2,11 +2,16 @@
 
 Two steps::
 
-    # once (~6-10 min on an idle 2-core machine): the demo with 60 cities held out entirely
+    # once (~10-15 min on an idle 2-core machine): the demo (pretraining with mention deletion
+    # 0.5) with 60 cities held out entirely
     python benchmarks/knowledge_updates.py prepare --demo_dir runs/knowledge-demo
 
-    # the measurements (prints one JSON document; --sweep: the settings sweep on dev entities/edits)
+    # the measurements (prints one JSON document; --sweep: the dev grids --add_grid/--edit_grid)
     python benchmarks/knowledge_updates.py measure --demo_dir runs/knowledge-demo [--sweep]
+
+``measure --only edit`` also works on any ``edmem demo`` output folder (no held-out cities
+needed); the model directories it writes go under ``--work_dir`` (default
+``<demo_dir>/knowledge-work``).
 
 (a) *add*: the held-out cities are split (seeded) into 10 dev entities (settings are chosen on
 them) and 50 test entities. Their questions are answered before (no row: 0) and after adding
@@ -19,7 +24,7 @@ the Y as its currency."). 20 dev edits (settings), 100 test edits, applied one a
 (sequentially, each on the result of the previous) and all in one batch. Efficacy: hits@1 of Y on
 "what is the currency of x?"; generalisation: the three other currency question frames;
 specificity: hits@1 on 500 dev/test questions that involve none of the edited countries
-(before - after); seconds per edit.
+(before - after); also (no goal) hits@1 on the edited countries' other facts; seconds per edit.
 
 Each operation runs the package's own functions (``edmem.knowledge``: append, initialise, fit)
 in process on a copy of the model; ``api_seconds`` times the full ``edmem.knowledge`` API call
@@ -56,6 +61,7 @@ class World:
     options: Any
     kb: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
 
 
 def load_world(demo_dir: Path) -> World:
@@ -78,7 +84,7 @@ def load_world(demo_dir: Path) -> World:
     settings = json.loads((demo_dir / "settings.json").read_text())
     kb = build_knowledge_base(num_cities=settings["num_cities"] or None)
     return World(demo_dir, model, load_tokenizer(demo_dir / "tokenizer"), EntityRows.load(finetune), names, types,
-                 ELEncodingOptions(), kb)
+                 ELEncodingOptions(), kb, seed=int(settings.get("seed", 0)))
 
 
 # ---------------------------------------------------------------------------- asking questions
@@ -285,6 +291,20 @@ class Edit:
     efficacy: Any
     generalisation: list[Any]
     raw: list[dict] = field(default_factory=list)
+    efficacy_template: str = ""
+    heldout_phrasing: list[bool] = field(default_factory=list)  # per generalisation question
+
+
+def edit_frames(seed: int) -> tuple[Any, list[Any], set[str]]:
+    """The demo's question frames of country_currency: (the efficacy frame = the first frame EL
+    fine-tuning asks in, every other frame, the keys of the frames fine-tuning never saw)."""
+    from edmem.demo.phrasing import frames_of, split_frames
+
+    split = split_frames(seed=seed)
+    efficacy = split.frames["train"]["country_currency"][0]
+    seen = {f.key for f in split.frames["train"]["country_currency"]}
+    others = [f for f in frames_of("country_currency") if f.key != efficacy.key]
+    return efficacy, others, {f.key for f in others if f.key not in seen}
 
 
 def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
@@ -292,7 +312,7 @@ def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
     from edmem.data.formats import LoadReport
     from edmem.demo.corpus import CORPUS_TEMPLATES, Slot, render
     from edmem.demo.knowledge_base import article_for
-    from edmem.demo.questions import QUESTION_TEMPLATES
+    from edmem.demo.phrasing import realise
     from edmem.pretraining.corpus import parse_passage
 
     kb = world.kb
@@ -301,7 +321,7 @@ def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
     currencies = sorted({e.id for e in kb.entities if e.type == "currency" and e.id in world.rows})
     rng = random.Random(f"edits-{seed}")
     rng.shuffle(facts)
-    frames = QUESTION_TEMPLATES["country_currency"]
+    efficacy_frame, other_frames, heldout = edit_frames(world.seed)
     statements = CORPUS_TEMPLATES["country_currency"][:2]
     edits = []
     for k, fact in enumerate(facts[:120]):
@@ -316,8 +336,12 @@ def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
                                   "link_target": list(r.targets)}}
             passages.append(parse_passage(obj, "edits", t + 1, LoadReport("edits")))
             raw.append(obj)
-        asks = [question(f"edit-{k}-q{f}", frame, country, new) for f, frame in enumerate(frames)]
-        edits.append(Edit(country, old, new, passages, asks[1], [asks[0], *asks[2:]], raw))
+        ask_rng = random.Random(f"edit-questions-{seed}-{k}")
+        template = realise(efficacy_frame, ask_rng) + "?"
+        others = [(f, realise(f, ask_rng) + "?") for f in other_frames]
+        edits.append(Edit(country, old, new, passages, question(f"edit-{k}-q", template, country, new),
+                          [question(f"edit-{k}-q{f.index}", t, country, new) for f, t in others], raw,
+                          template, [f.key in heldout for f, _ in others]))
     return edits[:20], edits[20:120]
 
 
@@ -341,30 +365,50 @@ def specificity_set(world: World, edits: Sequence[Edit], count: int = 500, seed:
     return (held_out + train)[:count]
 
 
+def subject_facts(world: World, edits: Sequence[Edit], count: int = 300, seed: int = 0) -> list[Any]:
+    """Up to ``count`` linkable questions (all splits) about the edited countries' *other*
+    relations: what an edit of a row may break besides the edited fact (reported, no goal)."""
+    root = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking"
+    touched = {e.country.id for e in edits}
+    pool = []
+    for split in ("dev", "test", "train"):
+        examples, raw = read_questions(root / f"el_geo-{split}.jsonl")
+        pool += [e for e in examples if int(raw[e.id].get("subject_entity", [0])[0]) in touched
+                 and raw[e.id].get("relation") != "country_currency"]
+    random.Random(f"subject-facts-{seed}").shuffle(pool)
+    return pool[:count]
+
+
 def edit_rows(world: World, edit: Edit, rows_mode: str) -> list[int]:
     ids = [edit.country.id] if rows_mode == "subject" else [edit.country.id, edit.new.id]
     return [world.rows.id_to_row(i) for i in ids]
 
 
 def score_edits(world: World, model: Any, edits: Sequence[Edit]) -> dict[str, float]:
-    eff = hits1(world, model, world.rows, [e.efficacy for e in edits])
-    gen = hits1(world, model, world.rows, [q for e in edits for q in e.generalisation])
-    return {"efficacy": eff, "generalisation": gen}
+    """Efficacy, generalisation (every other frame), and generalisation split into the frames EL
+    fine-tuning asked in and the ones it never saw (held-out phrasings)."""
+    best = top1(world, model, world.rows, [e.efficacy for e in edits]
+                + [q for e in edits for q in e.generalisation])
+    right = lambda q: best[q.id] in {a for a, _ in q.answer_entities}  # noqa: E731
+    mean = lambda xs: sum(xs) / max(1, len(xs))  # noqa: E731
+    gen = [(right(q), held) for e in edits for q, held in zip(e.generalisation, e.heldout_phrasing)]
+    return {"efficacy": mean([right(e.efficacy) for e in edits]), "generalisation": mean([r for r, _ in gen]),
+            "generalisation_seen_frames": mean([r for r, h in gen if not h]),
+            "generalisation_heldout_frames": mean([r for r, h in gen if h])}
 
 
 def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *, settings: Any,
               batch_settings: Any, rows_mode: str, batch: bool = True) -> dict[str, Any]:
     from edmem.knowledge.fit import fit_rows
 
-    from edmem.demo.questions import QUESTION_TEMPLATES
-
     base = world.model
-    frame = QUESTION_TEMPLATES["country_currency"][1]
-    old_facts = [question(f"old-{k}", frame, e.country, e.old) for k, e in enumerate(edits)]
-    out: dict[str, Any] = {"edits": len(edits), "rows_mode": rows_mode,
+    old_facts = [question(f"old-{k}", e.efficacy_template, e.country, e.old) for k, e in enumerate(edits)]
+    others = subject_facts(world, edits)
+    out: dict[str, Any] = {"edits": len(edits), "rows_mode": rows_mode, "subject_other_questions": len(others),
                            "before": {**score_edits(world, base, edits),
                                       "old_answer_hits@1": hits1(world, base, world.rows, old_facts),
-                                      "specificity_hits@1": hits1(world, base, world.rows, specificity)}}
+                                      "specificity_hits@1": hits1(world, base, world.rows, specificity),
+                                      "subject_other_facts_hits@1": hits1(world, base, world.rows, others)}}
     # one at a time, each on the result of the previous
     model = copy.deepcopy(base)
     seconds, cpu, immediate = [], [], 0
@@ -377,6 +421,7 @@ def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *
         immediate += hits1(world, model, world.rows, [edit.efficacy]) == 1.0
     out["sequential"] = {**score_edits(world, model, edits), "efficacy_right_after_each": immediate / len(edits),
                          "specificity_hits@1": hits1(world, model, world.rows, specificity),
+                         "subject_other_facts_hits@1": hits1(world, model, world.rows, others),
                          "seconds_per_edit": round(sum(seconds) / len(seconds), 3),
                          "cpu_seconds_per_edit": round(sum(cpu) / len(cpu), 3),
                          "max_seconds": round(max(seconds), 3)}
@@ -389,6 +434,7 @@ def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *
         model.eval()
         out["batch"] = {**score_edits(world, model, edits),
                         "specificity_hits@1": hits1(world, model, world.rows, specificity),
+                        "subject_other_facts_hits@1": hits1(world, model, world.rows, others),
                         "seconds": round(took, 2), "seconds_per_edit": round(took / len(edits), 3),
                         "cpu_seconds": round(took_cpu, 2),
                         "rows": len(rows)}
@@ -403,13 +449,14 @@ def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *
 ADD_GRID = [{"deletion": 0.0}, {"deletion": 0.5}, {"deletion": 1.0}, {"deletion": 1.0, "lr": 0.3},
             {"deletion": 1.0, "steps": 300}]
 EDIT_GRID = [{"rows": "linked", "deletion": 0.0}, {"rows": "subject", "deletion": 0.0},
-             {"rows": "subject", "deletion": 1.0}, {"rows": "subject", "deletion": 1.0, "lr": 0.2},
-             {"rows": "subject", "deletion": 1.0, "anchor": 1.0}]
+             {"rows": "subject", "deletion": 0.5}, {"rows": "subject", "deletion": 1.0},
+             {"rows": "subject", "deletion": 1.0, "lr": 0.2}, {"rows": "subject", "deletion": 1.0, "steps": 40},
+             {"rows": "subject", "deletion": 1.0, "anchor": 0.1}, {"rows": "subject", "deletion": 1.0, "anchor": 1.0}]
 
 
 def fit_settings(args: argparse.Namespace, kind: str, **override: Any) -> Any:
     """The FitSettings of ``kind`` (add / edit / batch) from the flags, with ``override``
-    (grid keys: lr, steps, deletion, norm_cap, anchor) applied."""
+    (grid keys: lr, steps, deletion, delete_fitted, norm_cap, anchor) applied."""
     from edmem.knowledge.fit import FitSettings
 
     base = {"add": {"steps": args.add_steps, "lr": args.add_lr, "deletion": args.add_deletion, "anchor": 0.0},
@@ -420,7 +467,7 @@ def fit_settings(args: argparse.Namespace, kind: str, **override: Any) -> Any:
     v = {"norm_cap": args.norm_cap, **base, **{k: x for k, x in override.items() if k not in ("rows", "init")}}
     return FitSettings(steps=int(v["steps"]), learning_rate=float(v["lr"]), anchor=float(v["anchor"]),
                        norm_cap=float(v["norm_cap"]), mention_deletion_probability=float(v["deletion"]),
-                       batch_size=32, progress=False)
+                       delete_fitted_mentions=bool(v.get("delete_fitted", False)), batch_size=32, progress=False)
 
 
 def old_split(world: World, split: str) -> list[Any]:
@@ -463,6 +510,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     dev_edits, test_edits = make_edits(world)
     result: dict[str, Any] = {"demo_dir": str(args.demo_dir), "threads": args.num_threads}
     if args.sweep:
+        if args.only == "edit":
+            args.add_grid = []
+        if args.only == "add":
+            args.edit_grid = []
         result.update(sweep(args, world, dev_ids, dev_edits))
         return result
     if args.only != "edit":
