@@ -221,11 +221,12 @@ def run_add(world: World, ids: Sequence[int], *, init: str, settings: Any) -> di
 
 def source_model_dir(world: World, work: Path) -> Path:
     """The demo's fine-tuned model as a model directory: the one ``edmem demo`` published
-    (``<demo_dir>/model``), else one written once to ``<work>/source-model``."""
+    (``<demo_dir>/model`` or ``finetune/model``), else one written once to ``<work>/source-model``."""
     from edmem.inference.model_dir import METADATA, EntityTable, save_model_dir
 
-    if (world.demo_dir / "model" / METADATA).is_file():
-        return world.demo_dir / "model"
+    for published in (world.demo_dir / "model", world.demo_dir / "finetune" / "model"):
+        if (published / METADATA).is_file():
+            return published
     path = work / "source-model"
     if not (path / METADATA).is_file():
         aliases = {e.id: [a for a in dict.fromkeys([e.surface, *e.aliases]) if a != e.name]
@@ -559,7 +560,7 @@ def measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit]
     source = source_model_dir(world, work_dir(args))
     t, c = time.perf_counter(), time.process_time()
     record = edit_entities(source, work / "edit.jsonl", work / "model", settings=settings, overwrite=True,
-                           ids=None if args.rows_mode == "linked" else [first.country.id])
+                           refit="linked" if args.rows_mode == "linked" else "subjects")
     out["api_seconds_one_edit"] = round(time.perf_counter() - t, 2)
     out["api_cpu_seconds_one_edit"] = round(time.process_time() - c, 2)
     out["api_fit_seconds_one_edit"] = record["fit"]["seconds"]

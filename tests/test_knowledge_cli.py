@@ -189,12 +189,29 @@ def test_mention_not_named_like_its_entity_is_a_counted_warning(model_dir, tmp_p
     assert _log(tmp_path / "out")[0]["passages"]["name_mismatches"] == 1
 
 
+def test_edit_refits_the_subjects_by_default(model_dir, tmp_path) -> None:
+    passages = kt.write_jsonl([kt.passage("e1", "The capital of France is Rome.", ("France", 1000), ("Rome", 1003)),
+                               kt.passage("e2", "Japan uses the Euro.", ("Japan", 1003), ("Euro", 1002)),
+                               kt.passage("e3", "The Euro is used in France.", ("Euro", 1002), ("France", 1000))],
+                              tmp_path / "edit.jsonl")
+    out = tmp_path / "edited"
+    assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
+                   *FAST) == 0
+    src, dst = _load(model_dir), _load(out)
+    a, b = src.model.EntityEmbedding.weight.detach(), dst.model.EntityEmbedding.weight.detach()
+    changed = {r for r in range(a.shape[1]) if not torch.equal(a[:, r], b[:, r])}
+    # each passage's first mention: France, Japan, Euro (in that order); Rome is only an object
+    assert changed == {src.rows.id_to_row(i) for i in (1000, 1003, 1002)}
+    record, = _log(out)
+    assert record["refit"] == "subjects" and [r["id"] for r in record["rows"]] == [1000, 1003, 1002]
+
+
 def test_edit_refits_linked_rows_only_and_records_the_change(model_dir, tmp_path, capsys) -> None:
     passages = kt.write_jsonl([kt.passage("e", "The capital of France is Rome.", ("France", 1000),
                                           ("Rome", 1003))], tmp_path / "edit.jsonl")
     out = tmp_path / "edited"
     assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
-                   *FAST) == 0
+                   "--refit", "linked", *FAST) == 0
     src, dst = _load(model_dir), _load(out)
     a, b = src.model.EntityEmbedding.weight.detach(), dst.model.EntityEmbedding.weight.detach()
     changed = {r for r in range(a.shape[1]) if not torch.equal(a[:, r], b[:, r])}

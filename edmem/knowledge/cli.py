@@ -80,14 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="initial value of a new row: the model's reading of the name, or the mean "
                           "of the existing rows of its type (default %(default)s)")
 
-    edit = sub.add_parser("edit", help="re-fit the rows of the entities the passages link",
-                          description="Re-fit the rows of the entities linked by the passages (or "
-                                      "--rows) on the new statements; records the change in "
-                                      "memory_log.jsonl.")
+    edit = sub.add_parser("edit", help="re-fit the rows of the entities the passages are about",
+                          description="Re-fit the rows of the passages' subjects (or of every "
+                                      "linked entity, or --rows) on the new statements; records the "
+                                      "change in memory_log.jsonl.")
     edit.add_argument("--model", required=True, help="model directory to start from (read only)")
     edit.add_argument("--passages", required=True, help="TEXT.jsonl with the new statements")
     edit.add_argument("--rows", type=_ids, default=None,
-                      help="entity ids whose rows to re-fit (default: every entity the passages link)")
+                      help="entity ids whose rows to re-fit (default: see --refit)")
+    edit.add_argument("--refit", choices=("subjects", "linked"), default="subjects",
+                      help="without --rows: re-fit each passage's subject (its first mention; the other "
+                           "mentions' rows stay, so what they mean elsewhere is kept) or every entity the "
+                           "passages link (default %(default)s)")
 
     remove = sub.add_parser("remove", help="hide entities from every memory read",
                             description="Hide entities from every read (the entity mask); no row is "
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"added {len(record['entities'])} entities ({record['fit']['steps']} steps on "
                   f"{record['passages']['passages']} passages, {record['seconds']:.1f}s): {args.output}")
         elif args.command == "edit":
-            record = api.edit_entities(args.model, args.passages, args.output, ids=args.rows,
+            record = api.edit_entities(args.model, args.passages, args.output, ids=args.rows, refit=args.refit,
                                        settings=_settings(args), lowercase=args.lowercase,
                                        overwrite=args.overwrite)
             print(f"re-fitted {len(record['rows'])} rows ({record['fit']['steps']} steps on "
