@@ -273,8 +273,24 @@ def reference_hits(world: World, relations: set[str]) -> dict[str, Any]:
     path = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking" / "el_geo-test.jsonl"
     examples, raw = read_questions(path)
     same = [e for e in examples if raw[e.id].get("relation") in relations]
+    subjects = {int(raw[e.id]["subject_entity"][0]) for e in same}
     return {"questions": len(same), "hits@1": hits1(world, world.model, world.rows, same),
-            "mention_recall@1": mention_recall1(world, world.model, world.rows, same)}
+            "mention_recall@1": mention_recall1(world, world.model, world.rows, same),
+            "hits@1_subject_rows_zeroed": hits1(world, without_rows(world, subjects), world.rows, same)}
+
+
+def without_rows(world: World, ids: set[int]) -> Any:
+    """A copy of the model whose rows of ``ids`` are zero: how much of an answer comes from the
+    subject's row rather than from the rest of the model (its reading of the name)."""
+    import torch
+
+    model = copy.deepcopy(world.model)
+    with torch.no_grad():
+        for i in ids:
+            if i in world.rows:
+                model.EntityEmbedding.weight[:, world.rows.id_to_row(i)] = 0.0
+    model.eval()
+    return model
 
 
 def old_test(world: World) -> list[Any]:
@@ -381,7 +397,8 @@ def subject_facts(world: World, edits: Sequence[Edit], count: int = 300, seed: i
 
 
 def edit_rows(world: World, edit: Edit, rows_mode: str) -> list[int]:
-    ids = [edit.country.id] if rows_mode == "subject" else [edit.country.id, edit.new.id]
+    ids = {"subject": [edit.country.id], "object": [edit.new.id],
+           "linked": [edit.country.id, edit.new.id]}[rows_mode]
     return [world.rows.id_to_row(i) for i in ids]
 
 
@@ -408,6 +425,9 @@ def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *
     out: dict[str, Any] = {"edits": len(edits), "rows_mode": rows_mode, "subject_other_questions": len(others),
                            "before": {**score_edits(world, base, edits),
                                       "old_answer_hits@1": hits1(world, base, world.rows, old_facts),
+                                      "old_answer_hits@1_subject_rows_zeroed": hits1(
+                                          world, without_rows(world, {e.country.id for e in edits}), world.rows,
+                                          old_facts),
                                       "specificity_hits@1": hits1(world, base, world.rows, specificity),
                                       "subject_other_facts_hits@1": hits1(world, base, world.rows, others)}}
     # one at a time, each on the result of the previous
@@ -560,7 +580,8 @@ def measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit]
     source = source_model_dir(world, work_dir(args))
     t, c = time.perf_counter(), time.process_time()
     record = edit_entities(source, work / "edit.jsonl", work / "model", settings=settings, overwrite=True,
-                           refit="linked" if args.rows_mode == "linked" else "subjects")
+                           refit="subjects" if args.rows_mode == "subject" else "linked",
+                           ids=[first.new.id] if args.rows_mode == "object" else None)
     out["api_seconds_one_edit"] = round(time.perf_counter() - t, 2)
     out["api_cpu_seconds_one_edit"] = round(time.process_time() - c, 2)
     out["api_fit_seconds_one_edit"] = record["fit"]["seconds"]
@@ -614,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--edit_lr", type=float, default=0.05)
     m.add_argument("--edit_anchor", type=float, default=0.0)
     m.add_argument("--edit_deletion", type=float, default=0.0)
-    m.add_argument("--rows_mode", choices=("linked", "subject"), default="linked")
+    m.add_argument("--rows_mode", choices=("linked", "subject", "object"), default="linked")
     m.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     if args.command == "prepare":

@@ -189,14 +189,14 @@ def test_mention_not_named_like_its_entity_is_a_counted_warning(model_dir, tmp_p
     assert _log(tmp_path / "out")[0]["passages"]["name_mismatches"] == 1
 
 
-def test_edit_refits_the_subjects_by_default(model_dir, tmp_path) -> None:
+def test_edit_refit_subjects_moves_each_passages_first_mention_only(model_dir, tmp_path) -> None:
     passages = kt.write_jsonl([kt.passage("e1", "The capital of France is Rome.", ("France", 1000), ("Rome", 1003)),
                                kt.passage("e2", "Japan uses the Euro.", ("Japan", 1003), ("Euro", 1002)),
                                kt.passage("e3", "The Euro is used in France.", ("Euro", 1002), ("France", 1000))],
                               tmp_path / "edit.jsonl")
     out = tmp_path / "edited"
     assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
-                   *FAST) == 0
+                   "--refit", "subjects", *FAST) == 0
     src, dst = _load(model_dir), _load(out)
     a, b = src.model.EntityEmbedding.weight.detach(), dst.model.EntityEmbedding.weight.detach()
     changed = {r for r in range(a.shape[1]) if not torch.equal(a[:, r], b[:, r])}
@@ -211,13 +211,14 @@ def test_edit_refits_linked_rows_only_and_records_the_change(model_dir, tmp_path
                                           ("Rome", 1003))], tmp_path / "edit.jsonl")
     out = tmp_path / "edited"
     assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
-                   "--refit", "linked", *FAST) == 0
+                   *FAST) == 0
     src, dst = _load(model_dir), _load(out)
     a, b = src.model.EntityEmbedding.weight.detach(), dst.model.EntityEmbedding.weight.detach()
     changed = {r for r in range(a.shape[1]) if not torch.equal(a[:, r], b[:, r])}
     assert changed == {src.rows.id_to_row(1000), src.rows.id_to_row(1003)}
     record, = _log(out)
-    assert record["operation"] == "edit" and [r["id"] for r in record["rows"]] == [1000, 1003]
+    assert record["operation"] == "edit" and record["refit"] == "linked"
+    assert [r["id"] for r in record["rows"]] == [1000, 1003]
     for r in record["rows"]:
         assert r["norm_before"] == pytest.approx(float(a[:, r["row"]].norm()))
         assert r["norm_after"] == pytest.approx(float(b[:, r["row"]].norm()))

@@ -165,16 +165,16 @@ def _new_entities(entities: Any, loaded: Any) -> list[NewEntity]:
 
 
 # ---------------------------------------------------------------------------- edit
-REFIT_CHOICES = ("subjects", "linked")
+REFIT_CHOICES = ("linked", "subjects")
 
 
 def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Path, *,
-                  ids: Sequence[int] | None = None, refit: str = "subjects", settings: FitSettings | None = None,
+                  ids: Sequence[int] | None = None, refit: str = "linked", settings: FitSettings | None = None,
                   lowercase: bool | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Re-fit rows on ``passages`` so the model states what they say: ``ids``' rows, else (``fit``)
-    (``refit``) the passages' subjects (each one's first mention: the other mentions' rows stay
-    as they are, docs/knowledge.md) or every linked entity. Records rows, norms before/after and the
-    passages' hash."""
+    """Re-fit rows on ``passages`` so the model states what they say: ``ids``' rows, else
+    (``refit``) every linked entity or only each passage's subject (its first mention; on the
+    demo the answer's row is what carries an edit, docs/knowledge.md). Records rows, norms
+    before/after and the passages' hash."""
     if refit not in REFIT_CHOICES:
         raise EDMemError(f"--refit {refit!r}: expected one of {', '.join(REFIT_CHOICES)}")
     out = check_output(model_dir, output, overwrite)

@@ -80,18 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="initial value of a new row: the model's reading of the name, or the mean "
                           "of the existing rows of its type (default %(default)s)")
 
-    edit = sub.add_parser("edit", help="re-fit the rows of the entities the passages are about",
-                          description="Re-fit the rows of the passages' subjects (or of every "
-                                      "linked entity, or --rows) on the new statements; records the "
-                                      "change in memory_log.jsonl.")
+    edit = sub.add_parser("edit", help="re-fit the rows of the entities the passages link",
+                          description="Re-fit the rows of the entities linked by the passages (or "
+                                      "only their subjects, or --rows) on the new statements; records "
+                                      "the change in memory_log.jsonl.")
     edit.add_argument("--model", required=True, help="model directory to start from (read only)")
     edit.add_argument("--passages", required=True, help="TEXT.jsonl with the new statements")
     edit.add_argument("--rows", type=_ids, default=None,
                       help="entity ids whose rows to re-fit (default: see --refit)")
-    edit.add_argument("--refit", choices=("subjects", "linked"), default="subjects",
-                      help="without --rows: re-fit each passage's subject (its first mention; the other "
-                           "mentions' rows stay, so what they mean elsewhere is kept) or every entity the "
-                           "passages link (default %(default)s)")
+    edit.add_argument("--refit", choices=("linked", "subjects"), default="linked",
+                      help="without --rows: re-fit every entity the passages link, or only each passage's "
+                           "subject (its first mention) (default %(default)s; docs/knowledge.md)")
 
     remove = sub.add_parser("remove", help="hide entities from every memory read",
                             description="Hide entities from every read (the entity mask); no row is "
