@@ -288,3 +288,18 @@ def test_mention_deletion_flag_reaches_the_fit_and_is_recorded(model_dir, tmp_pa
     assert exc.value.code != 0
     assert "expected a probability in [0, 1], got '1.5'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_added_ids_below_existing_ones_load_back(model_dir, tmp_path) -> None:
+    """New ids need not be larger than the model's: the appended rows' mapping is saved out of
+    id order and must load back (it did not: entity_rows.json demanded increasing ids)."""
+    new = kt.write_jsonl([{"id": 15, "name": "Chile", "aliases": [], "type": "country"}], tmp_path / "new.jsonl")
+    passages = kt.write_jsonl([kt.passage("n", "The currency of Chile is the Sol.", ("Chile", 15), ("Sol", 1008))],
+                              tmp_path / "passages.jsonl")
+    out = tmp_path / "plus"
+    assert _memory("add", "--model", str(model_dir), "--entities", str(new), "--passages", str(passages),
+                   "--output", str(out), *FAST) == 0
+    src, dst = _load(model_dir), _load(out)
+    assert dst.rows.id_to_row(15) == src.rows.num_rows  # the appended row
+    assert dst.rows.id_to_row(1008) == src.rows.id_to_row(1008)
+    assert dst.entities.names[15] == "Chile"

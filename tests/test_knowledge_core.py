@@ -250,3 +250,19 @@ def test_fitted_rows_are_the_cue_unless_asked_otherwise(parts) -> None:
             kept[allow].add(tuple(x for x in dataset[0]["input_entity_link"] if x))
     assert kept[False] == {(france,)}
     assert kept[True] == {(france,), (yen,)}
+
+
+def test_entity_rows_with_appended_rows_round_trip_and_duplicates_are_refused(tmp_path) -> None:
+    import json
+
+    from edmem.errors import CheckpointError
+
+    rows = EntityRows(np.array(list(range(10)) + [500, 700, 600], dtype=np.int64), compact=True)
+    rows.save(tmp_path)
+    back = EntityRows.load(tmp_path)
+    assert [back.id_to_row(i) for i in (500, 700, 600)] == [10, 11, 12]
+    data = json.loads((tmp_path / "entity_rows.json").read_text())
+    for bad in ([500, 700, 500], [5, 700]):
+        (tmp_path / "entity_rows.json").write_text(json.dumps({**data, "ids": bad}))
+        with pytest.raises(CheckpointError, match="distinct and at least 10"):
+            EntityRows.load(tmp_path)
