@@ -293,6 +293,24 @@ def without_rows(world: World, ids: set[int]) -> Any:
     return model
 
 
+def memory_route(world: World) -> dict[str, Any]:
+    """Where the answers come from: old test hits@1 with the encoder's (then the decoder's)
+    memory read output zeroed. A read whose removal changes nothing carries no fact to the
+    answer, and then neither can a row fitted behind it (docs/knowledge.md)."""
+    import torch
+
+    test = old_split(world, "test")
+    out: dict[str, Any] = {"questions": len(test), "hits@1": hits1(world, world.model, world.rows, test)}
+    for name in ("EncoderEntityMemory", "DecoderEntityMemory"):
+        model = copy.deepcopy(world.model)
+        with torch.no_grad():
+            for p in getattr(model, name).OutputLayer.parameters():
+                p.zero_()
+        model.eval()
+        out[f"hits@1_{name}_output_zeroed"] = hits1(world, model, world.rows, test)
+    return out
+
+
 def old_test(world: World) -> list[Any]:
     path = world.demo_dir / "data" / "openqa" / "geo" / "entity_linking" / "el_geo-test.jsonl"
     return read_questions(path)[0]
@@ -480,11 +498,10 @@ def fit_settings(args: argparse.Namespace, kind: str, **override: Any) -> Any:
     (grid keys: lr, steps, deletion, delete_fitted, norm_cap, anchor) applied."""
     from edmem.knowledge.fit import FitSettings
 
+    edit = {"lr": args.edit_lr, "deletion": args.edit_deletion, "anchor": args.edit_anchor,
+            "delete_fitted": args.edit_delete_fitted}
     base = {"add": {"steps": args.add_steps, "lr": args.add_lr, "deletion": args.add_deletion, "anchor": 0.0},
-            "edit": {"steps": args.edit_steps, "lr": args.edit_lr, "deletion": args.edit_deletion,
-                     "anchor": args.edit_anchor},
-            "batch": {"steps": args.batch_steps, "lr": args.edit_lr, "deletion": args.edit_deletion,
-                      "anchor": args.edit_anchor}}[kind]
+            "edit": {"steps": args.edit_steps, **edit}, "batch": {"steps": args.batch_steps, **edit}}[kind]
     v = {"norm_cap": args.norm_cap, **base, **{k: x for k, x in override.items() if k not in ("rows", "init")}}
     return FitSettings(steps=int(v["steps"]), learning_rate=float(v["lr"]), anchor=float(v["anchor"]),
                        norm_cap=float(v["norm_cap"]), mention_deletion_probability=float(v["deletion"]),
@@ -537,6 +554,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             args.edit_grid = []
         result.update(sweep(args, world, dev_ids, dev_edits))
         return result
+    result["memory_route"] = memory_route(world)
+    print(json.dumps(result["memory_route"]), file=sys.stderr)
     if args.only != "edit":
         result["add"] = measure_add(args, world, test_ids)
         print(json.dumps(result["add"]), file=sys.stderr)
@@ -629,12 +648,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--init", default="name")
     m.add_argument("--add_steps", type=int, default=150)
     m.add_argument("--add_lr", type=float, default=0.1)
-    m.add_argument("--add_deletion", type=float, default=0.0)
+    m.add_argument("--add_deletion", type=float, default=1.0)
     m.add_argument("--edit_steps", type=int, default=20)
     m.add_argument("--batch_steps", type=int, default=150)
     m.add_argument("--edit_lr", type=float, default=0.05)
     m.add_argument("--edit_anchor", type=float, default=0.0)
-    m.add_argument("--edit_deletion", type=float, default=0.0)
+    m.add_argument("--edit_deletion", type=float, default=1.0)
+    m.add_argument("--edit_delete_fitted", type=int, choices=(0, 1), default=1,
+                   help="1: mention deletion may remove mentions of the re-fitted rows (with --rows_mode "
+                        "linked every mention is one)")
     m.add_argument("--rows_mode", choices=("linked", "subject", "object"), default="linked")
     m.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)

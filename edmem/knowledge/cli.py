@@ -49,9 +49,10 @@ def _fit_flags(parser: argparse.ArgumentParser, d: Any) -> None:
                    help="share of passages (with >= 2 mentions) whose one mention is removed from the "
                         "encoder input and must be named by the decoder from the other mentions' rows, "
                         "the route a question's answer takes (docs/knowledge.md; default %(default)s)")
-    g.add_argument("--delete_fitted_mentions", action="store_true",
-                   help="mention deletion may also remove mentions of the rows being fitted (default: "
-                        "only other mentions; the fitted rows are the cue)")
+    g.add_argument("--delete_fitted_mentions", action=argparse.BooleanOptionalAction,
+                   default=d.delete_fitted_mentions,
+                   help="mention deletion may also remove mentions of the rows being fitted (otherwise "
+                        "only other mentions: the fitted rows are the cue) (default %(default)s)")
     g.add_argument("--max_length", type=int, default=d.max_length, help="tokens per passage (default %(default)s)")
     g.add_argument("--cased", dest="lowercase", action="store_false", default=None,
                    help="keep the passages' case (default: lowercase them when the model reads "

@@ -53,7 +53,7 @@ class FitSettings:
     norm_cap: float = 1.0
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
-    mention_deletion_probability: float = 0.0
+    mention_deletion_probability: float = 1.0
     delete_fitted_mentions: bool = False  # False: only mentions of frozen rows are deleted
     max_length: int = 64
     lowercase: bool = True
@@ -62,8 +62,9 @@ class FitSettings:
 
 
 def edit_defaults() -> FitSettings:
-    """``edit``'s defaults (docs/knowledge.md, "Settings"): a few passages, so few steps."""
-    return FitSettings(steps=20, learning_rate=0.05)
+    """``edit``'s defaults (docs/knowledge.md, "Settings"): a few passages, so few steps; every
+    linked row is re-fitted by default, so deletion must be allowed to remove their mentions."""
+    return FitSettings(steps=20, learning_rate=0.05, mention_deletion_probability=1.0, delete_fitted_mentions=True)
 
 
 @dataclass
