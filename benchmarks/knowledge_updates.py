@@ -342,8 +342,9 @@ def edit_frames(seed: int) -> tuple[Any, list[Any], set[str]]:
     return efficacy, others, {f.key for f in others if f.key not in seen}
 
 
-def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
-    """(20 dev, 100 test) counterfactual currency edits, seeded."""
+def make_edits(world: World, seed: int = 0, dev: int = 20) -> tuple[list[Edit], list[Edit]]:
+    """(``dev``, 100 test) counterfactual currency edits, seeded: edits 0-19 and, for ``dev`` > 20,
+    120 onwards are dev; 20-119 are test (the same whatever ``dev``)."""
     from edmem.data.formats import LoadReport
     from edmem.demo.corpus import CORPUS_TEMPLATES, Slot, render
     from edmem.demo.knowledge_base import article_for
@@ -359,7 +360,7 @@ def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
     efficacy_frame, other_frames, heldout = edit_frames(world.seed)
     statements = CORPUS_TEMPLATES["country_currency"][:2]
     edits = []
-    for k, fact in enumerate(facts[:120]):
+    for k, fact in enumerate(facts[:100 + max(20, dev)]):
         country, old = kb.entity(fact.subject), kb.entity(fact.object)
         new = kb.entity(rng.choice([c for c in currencies if c != old.id]))
         passages, raw = [], []
@@ -377,7 +378,7 @@ def make_edits(world: World, seed: int = 0) -> tuple[list[Edit], list[Edit]]:
         edits.append(Edit(country, old, new, passages, question(f"edit-{k}-q", template, country, new),
                           [question(f"edit-{k}-q{f.index}", t, country, new) for f, t in others], raw,
                           template, [f.key in heldout for f, _ in others]))
-    return edits[:20], edits[20:120]
+    return edits[:min(20, dev)] + edits[120:], edits[20:120]
 
 
 def specificity_set(world: World, edits: Sequence[Edit], count: int = 500, seed: int = 0) -> list[Any]:
@@ -545,7 +546,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.num_threads)
     world = load_world(Path(args.demo_dir))
     dev_ids, test_ids = add_split(world) if args.only != "edit" else ([], [])
-    dev_edits, test_edits = make_edits(world)
+    dev_edits, test_edits = make_edits(world, dev=args.dev_edits)
     result: dict[str, Any] = {"demo_dir": str(args.demo_dir), "threads": args.num_threads}
     if args.sweep:
         if args.only == "edit":
@@ -641,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--edit_grid", type=_grid, default=EDIT_GRID,
                    help="JSON list of edit settings to try on dev (keys: rows, lr, steps, deletion, "
                         "norm_cap, anchor)")
+    m.add_argument("--dev_edits", type=int, default=20, help="dev edits for --sweep (at most 120)")
     m.add_argument("--sweep_batch", action="store_true", help="in --sweep, also the dev edits as one batch")
     m.add_argument("--only", choices=("add", "edit"), default=None, help="only one of the two measurements")
     m.add_argument("--norm_cap", type=float, default=1.0)
