@@ -20,10 +20,11 @@ entities' test questions of the same relations, and the old test set before/afte
 
 (b) *edit*: counterfactual currency edits — country X's currency becomes another currency Y,
 stated by two passages in the corpus's own templates ("The currency of X is the Y.", "X uses
-the Y as its currency."). 20 dev edits (settings), 100 test edits, applied one at a time
-(sequentially, each on the result of the previous) and all in one batch. Efficacy: hits@1 of Y on
-"what is the currency of x?"; generalisation: the three other currency question frames;
-specificity: hits@1 on 500 dev/test questions that involve none of the edited countries
+the Y as its currency."). ``--dev_edits`` dev edits (settings; 20, or 100 for the final
+choice), 100 test edits, applied one at a time (sequentially, each on the result of the
+previous) and all in one batch. Efficacy: hits@1 of Y on X's question in the first question
+frame EL fine-tuning asks in (edmem.demo.phrasing); generalisation: the relation's other
+frames (seen and held-out phrasings reported apart); specificity: hits@1 on 500 dev/test questions that involve none of the edited countries
 (before - after); also (no goal) hits@1 on the edited countries' other facts; seconds per edit.
 
 Each operation runs the package's own functions (``edmem.knowledge``: append, initialise, fit)
@@ -515,7 +516,7 @@ def old_split(world: World, split: str) -> list[Any]:
 
 
 def sweep(args: argparse.Namespace, world: World, dev_ids: list[int], dev_edits: list[Edit]) -> dict[str, Any]:
-    """Settings on dev data only: 10 dev entities (+ the old dev questions) for add, 20 dev edits
+    """Settings on dev data only: 10 dev entities (+ the old dev questions) for add, the dev edits
     and 200 specificity questions for edit, one line per grid point on stderr."""
     result: dict[str, Any] = {"add_dev": [], "edit_dev": []}
     dev = old_split(world, "dev")
@@ -655,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--batch_steps", type=int, default=150)
     m.add_argument("--edit_lr", type=float, default=0.05)
     m.add_argument("--edit_anchor", type=float, default=0.0)
-    m.add_argument("--edit_deletion", type=float, default=1.0)
+    m.add_argument("--edit_deletion", type=float, default=0.5)
     m.add_argument("--edit_delete_fitted", type=int, choices=(0, 1), default=1,
                    help="1: mention deletion may remove mentions of the re-fitted rows (with --rows_mode "
                         "linked every mention is one)")

@@ -64,7 +64,7 @@ class FitSettings:
 def edit_defaults() -> FitSettings:
     """``edit``'s defaults (docs/knowledge.md, "Settings"): a few passages, so few steps; every
     linked row is re-fitted by default, so deletion must be allowed to remove their mentions."""
-    return FitSettings(steps=20, learning_rate=0.05, mention_deletion_probability=1.0, delete_fitted_mentions=True)
+    return FitSettings(steps=20, learning_rate=0.05, mention_deletion_probability=0.5, delete_fitted_mentions=True)
 
 
 @dataclass
