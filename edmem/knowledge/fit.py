@@ -4,12 +4,13 @@ The objective is pretraining's (docs/pretraining.md): MLM + salient-span masking
 deletion, ``mention_deletion_probability``) on the given passages, loss = LM cross-entropy +
 ``elloss_weight`` × the three memory reads' NLLs. Mention deletion removes one mention from the
 encoder input while the decoder still reconstructs it, so at its ``<E_s>`` the EL head must name it
-from the other mentions' rows: for "The currency of X is the Y." with Y deleted, X's row learns to
-yield Y — the route a question's answer takes (docs/knowledge.md). Every
+from the other mentions' rows (for "The currency of X is the Y." with Y deleted: Y's row learns to
+be the answer after "the currency of X is the") — the route a question's answer takes; on the
+demo models the answer reads the answer's row, not the subject's (docs/knowledge.md). Every
 parameter except the entity table is frozen (``requires_grad=False``), and of the table only the
 chosen columns move: after each backward the columns' gradient is handed to an Adam optimiser that
 owns a copy of just those columns, whose new values are written back. Other rows therefore stay
-bit-identical (checked in tests/test_knowledge.py), whatever the optimiser's weight decay or
+bit-identical (checked in tests/test_knowledge_core.py), whatever the optimiser's weight decay or
 momentum would otherwise do. ``norm_cap`` c > 0 keeps each fitted row's norm at most
 c × max(its norm before fitting, the mean norm of the table's real rows) (0 = no cap): the memory scores a row by
 a dot product, so a row that only grew would win reads it has nothing to do with (measured on
