@@ -76,6 +76,12 @@ def _question_entities(q: dict) -> set[int]:
     return ids
 
 
+def drop_aliases(path: Path, held: set[int]) -> int:
+    """Remove the held-out entities' lines from the alias file (mention detection of the model
+    directory); returns the lines kept."""
+    return _write_jsonl([a for a in _read_jsonl(path) if int(a["id"]) not in held], path)
+
+
 def hold_out(paths: Any, kb: Any, held: list[int]) -> dict[str, int]:
     """Remove ``held`` from the demo's data files in place; write ``data/heldout/``; return counts."""
     held_set = set(held)
@@ -93,6 +99,8 @@ def hold_out(paths: Any, kb: Any, held: list[int]) -> dict[str, int]:
         aliases = [a for a in dict.fromkeys([e.surface, *e.aliases]) if a != e.name]
         entities.append({"id": i, "name": e.name, "aliases": aliases, "type": e.type})
     _write_jsonl(entities, out / "entities.jsonl")
+    if getattr(paths, "aliases", None) is not None and paths.aliases.is_file():
+        counts["alias_lines"] = drop_aliases(paths.aliases, held_set)
 
     removed_passages: list[dict] = []
     for split, path in (("train", paths.pretrain_train), ("dev", paths.pretrain_dev)):
@@ -172,7 +180,9 @@ def finetune_from(output_dir: Path, pretrain_ckpt: Path, seed: int = 0, **settin
         entity_tokens=root / "wikipedia" / f"entity_tokens_{TASK}.json",
         pretrain_train=root / "pretraining" / f"{TASK}_passages-train.jsonl",
         pretrain_dev=root / "pretraining" / f"{TASK}_passages-dev.jsonl",
-        manifest=root / "manifest.json", num_entity_rows=0)
+        manifest=root / "manifest.json", num_entity_rows=0,
+        aliases=(root / "wikipedia" / f"aliases_{TASK}.jsonl") if (root / "wikipedia" / f"aliases_{TASK}.jsonl").is_file()
+        else None)
     import torch
     torch.set_num_threads(s.num_threads)
     for train in (True, False):

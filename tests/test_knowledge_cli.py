@@ -189,6 +189,23 @@ def test_mention_not_named_like_its_entity_is_a_counted_warning(model_dir, tmp_p
     assert _log(tmp_path / "out")[0]["passages"]["name_mismatches"] == 1
 
 
+def test_edit_refit_subjects_moves_each_passages_first_mention_only(model_dir, tmp_path) -> None:
+    passages = kt.write_jsonl([kt.passage("e1", "The capital of France is Rome.", ("France", 1000), ("Rome", 1003)),
+                               kt.passage("e2", "Japan uses the Euro.", ("Japan", 1003), ("Euro", 1002)),
+                               kt.passage("e3", "The Euro is used in France.", ("Euro", 1002), ("France", 1000))],
+                              tmp_path / "edit.jsonl")
+    out = tmp_path / "edited"
+    assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
+                   "--refit", "subjects", *FAST) == 0
+    src, dst = _load(model_dir), _load(out)
+    a, b = src.model.EntityEmbedding.weight.detach(), dst.model.EntityEmbedding.weight.detach()
+    changed = {r for r in range(a.shape[1]) if not torch.equal(a[:, r], b[:, r])}
+    # each passage's first mention: France, Japan, Euro (in that order); Rome is only an object
+    assert changed == {src.rows.id_to_row(i) for i in (1000, 1003, 1002)}
+    record, = _log(out)
+    assert record["refit"] == "subjects" and [r["id"] for r in record["rows"]] == [1000, 1003, 1002]
+
+
 def test_edit_refits_linked_rows_only_and_records_the_change(model_dir, tmp_path, capsys) -> None:
     passages = kt.write_jsonl([kt.passage("e", "The capital of France is Rome.", ("France", 1000),
                                           ("Rome", 1003))], tmp_path / "edit.jsonl")
@@ -200,7 +217,8 @@ def test_edit_refits_linked_rows_only_and_records_the_change(model_dir, tmp_path
     changed = {r for r in range(a.shape[1]) if not torch.equal(a[:, r], b[:, r])}
     assert changed == {src.rows.id_to_row(1000), src.rows.id_to_row(1003)}
     record, = _log(out)
-    assert record["operation"] == "edit" and [r["id"] for r in record["rows"]] == [1000, 1003]
+    assert record["operation"] == "edit" and record["refit"] == "linked"
+    assert [r["id"] for r in record["rows"]] == [1000, 1003]
     for r in record["rows"]:
         assert r["norm_before"] == pytest.approx(float(a[:, r["row"]].norm()))
         assert r["norm_after"] == pytest.approx(float(b[:, r["row"]].norm()))
@@ -253,3 +271,35 @@ def test_memory_help_lists_the_three_commands(capsys) -> None:
     assert "{add,edit,remove}" in text
     assert edmem_main(["--help"]) == 0
     assert "memory" in capsys.readouterr().out
+
+
+def test_mention_deletion_flag_reaches_the_fit_and_is_recorded(model_dir, tmp_path, capsys) -> None:
+    passages = kt.write_jsonl([kt.passage("e", "The currency of France is the Yen.", ("France", 1000),
+                                          ("Yen", 1005))], tmp_path / "edit.jsonl")
+    out = tmp_path / "edited"
+    assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
+                   "--rows", "1000", "--mention_deletion_probability", "1", *FAST) == 0
+    record, = _log(out)
+    assert record["settings"]["mention_deletion_probability"] == 1.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output",
+                str(tmp_path / "x"), "--mention_deletion_probability", "1.5")
+    assert exc.value.code != 0
+    assert "expected a probability in [0, 1], got '1.5'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_added_ids_below_existing_ones_load_back(model_dir, tmp_path) -> None:
+    """New ids need not be larger than the model's: the appended rows' mapping is saved out of
+    id order and must load back (it did not: entity_rows.json demanded increasing ids)."""
+    new = kt.write_jsonl([{"id": 15, "name": "Chile", "aliases": [], "type": "country"}], tmp_path / "new.jsonl")
+    passages = kt.write_jsonl([kt.passage("n", "The currency of Chile is the Sol.", ("Chile", 15), ("Sol", 1008))],
+                              tmp_path / "passages.jsonl")
+    out = tmp_path / "plus"
+    assert _memory("add", "--model", str(model_dir), "--entities", str(new), "--passages", str(passages),
+                   "--output", str(out), *FAST) == 0
+    src, dst = _load(model_dir), _load(out)
+    assert dst.rows.id_to_row(15) == src.rows.num_rows  # the appended row
+    assert dst.rows.id_to_row(1008) == src.rows.id_to_row(1008)
+    assert dst.entities.names[15] == "Chile"

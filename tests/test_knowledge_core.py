@@ -192,3 +192,77 @@ def test_norm_cap_keeps_fitted_rows_from_growing(tmp_path) -> None:
         norms[cap] = (float(table.detach()[:, row].norm()), limit)
     assert norms[1.0][0] <= norms[1.0][1] * (1 + 1e-5)
     assert norms[0.0][0] > norms[0.0][1]
+
+
+@pytest.mark.parametrize("deletion", [0.0, 1.0])
+def test_fit_dataset_applies_mention_deletion_to_the_encoder_input_only(parts, deletion) -> None:
+    from edmem.knowledge.fit import fit_dataset
+
+    tokenizer = parts["tokenizer"]
+    start = parts["model"].config.entity_start_token_id
+    rows, _ = append_rows(parts["model"], parts["rows"], [2000, 2001])
+    dataset, skipped = fit_dataset(tokenizer, rows, _passages(kt.new_passages()),
+                                   FitSettings(mention_deletion_probability=deletion, max_length=32))
+    assert skipped == 0 and len(dataset) == 3
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        for i in range(len(dataset)):
+            item = dataset[i]
+            in_encoder, in_labels = item["input_ids"].count(start), item["labels"].count(start)
+            assert in_labels == 2  # every passage has two mentions; the decoder reconstructs both
+            assert in_encoder == (1 if deletion == 1.0 else 2)
+            assert len(item["input_entity_link"]) == len(item["input_ids"])
+            # the deleted mention's entity is still the decoder's target
+            assert sorted(x for x in item["output_entity_link"] if x) != [] and \
+                set(x for x in item["output_entity_link"] if x) >= set(x for x in item["input_entity_link"] if x)
+
+
+def test_fit_with_mention_deletion_trains_the_cue_rows(parts) -> None:
+    """Y deleted from 'The currency of France is the Yen.': France's row (the cue) is what the
+    decoder reads to name Yen, so fitting France's row alone lowers the loss."""
+    model, tokenizer, rows = parts["model"], parts["tokenizer"], parts["rows"]
+    row = rows.id_to_row(1000)
+    before = model.EntityEmbedding.weight.detach().clone()
+    report = fit_rows(model, tokenizer, rows, _passages(kt.edit_passages()), [row],
+                      FitSettings(steps=30, batch_size=4, learning_rate=0.05, mention_deletion_probability=1.0,
+                                  progress=False, max_length=32))
+    after = model.EntityEmbedding.weight.detach()
+    assert np.mean(report.losses[-5:]) < np.mean(report.losses[:5])
+    changed = {c for c in range(after.shape[1]) if not torch.equal(after[:, c], before[:, c])}
+    assert changed == {row}
+
+
+def test_fitted_rows_are_the_cue_unless_asked_otherwise(parts) -> None:
+    """Deletion removes the mention of a frozen row (Yen), never the fitted one (France), so the
+    decoder must name Yen from France's row; --delete_fitted_mentions allows either."""
+    from edmem.knowledge.fit import fit_dataset
+
+    rows = parts["rows"]
+    france, yen = rows.id_to_row(1000), rows.id_to_row(1005)
+    kept: dict[bool, set] = {}
+    for allow in (False, True):
+        dataset, _ = fit_dataset(parts["tokenizer"], rows, _passages(kt.edit_passages()),
+                                 FitSettings(mention_deletion_probability=1.0, delete_fitted_mentions=allow,
+                                             max_length=32), [france])
+        kept[allow] = set()
+        for epoch in range(12):
+            dataset.set_epoch(epoch)
+            kept[allow].add(tuple(x for x in dataset[0]["input_entity_link"] if x))
+    assert kept[False] == {(france,)}
+    assert kept[True] == {(france,), (yen,)}
+
+
+def test_entity_rows_with_appended_rows_round_trip_and_duplicates_are_refused(tmp_path) -> None:
+    import json
+
+    from edmem.errors import CheckpointError
+
+    rows = EntityRows(np.array(list(range(10)) + [500, 700, 600], dtype=np.int64), compact=True)
+    rows.save(tmp_path)
+    back = EntityRows.load(tmp_path)
+    assert [back.id_to_row(i) for i in (500, 700, 600)] == [10, 11, 12]
+    data = json.loads((tmp_path / "entity_rows.json").read_text())
+    for bad in ([500, 700, 500], [5, 700]):
+        (tmp_path / "entity_rows.json").write_text(json.dumps({**data, "ids": bad}))
+        with pytest.raises(CheckpointError, match="distinct and at least 10"):
+            EntityRows.load(tmp_path)

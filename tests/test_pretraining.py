@@ -78,6 +78,18 @@ def test_mention_deletion_removes_one_whole_mention_from_the_encoder_only() -> N
     assert mask_example(single, SPECIAL, config, example_rng(0, 0, 0)).kept is None
 
 
+def test_mention_deletion_only_picks_deletable_mentions() -> None:
+    ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
+    config = MaskingConfig(mlm_probability=0.0, ssm_probability=0.0, mention_deletion_probability=1.0)
+    second_only = np.zeros(len(ids), dtype=bool)
+    second_only[8] = True  # the <E_s> of the second mention; the first is the cue
+    for index in range(20):
+        out = mask_example(ids, SPECIAL, config, example_rng(0, 0, index), deletable=second_only)
+        assert out.input_ids.tolist() == [0, 0, 10, S, 11, 12, E, 13, 2]
+    none = np.zeros(len(ids), dtype=bool)
+    assert mask_example(ids, SPECIAL, config, example_rng(0, 0, 0), deletable=none).kept is None
+
+
 def test_mention_deletion_off_reproduces_the_original_masks_exactly() -> None:
     ids = np.array([0, 0] + list(range(5, 40)) + [S, 61, 62, E, 13, S, 14, E, 2])
     for index in range(10):

@@ -6,7 +6,8 @@ vocabulary lists only some ids (WebQuestions: 8,548 entities) does not need 1M r
 
 * rows 0–9 = ids 0–9 (row 0 is NIL, the padding value and ``ignore_index`` of every EL loss;
   1–9 are reserved rows that take part in the softmax like in the original), then
-* rows 10, 11, … = the vocabulary's ids ≥ 10 in increasing order.
+* rows 10, 11, … = the vocabulary's ids ≥ 10 in increasing order (rows that ``edmem memory
+  add`` appends later follow in the order they were added, docs/knowledge.md).
 
 Ids are mapped to rows before tensors are built (``ELDataset(id_to_row=...)``) and rows back to
 ids on every output (predictions, logs, scores), so files always hold original ids. The mapping is
@@ -114,8 +115,10 @@ class EntityRows:
             ids = data["ids"]
             if not isinstance(ids, list) or not all(type(i) is int for i in ids):
                 raise ValueError("'ids' must be a list of integers")
-            if any(a >= b for a, b in zip(ids, ids[1:])) or (ids and ids[0] < NUM_RESERVED):
-                raise ValueError(f"'ids' must be increasing and at least {NUM_RESERVED}")
+            # increasing as training writes them; rows appended by `edmem memory add` may follow
+            # in any order (docs/knowledge.md), so only distinct and non-reserved is required
+            if len(set(ids)) != len(ids) or (ids and min(ids) < NUM_RESERVED):
+                raise ValueError(f"'ids' must be distinct and at least {NUM_RESERVED}")
         except (ValueError, KeyError, TypeError, RecursionError) as exc:  # UnicodeDecodeError too
             raise CheckpointError(f"{path}: not a valid entity-row mapping ({exc})") from None
         return cls(np.array(list(range(NUM_RESERVED)) + ids, dtype=np.int64), compact=True)

@@ -165,18 +165,26 @@ def _new_entities(entities: Any, loaded: Any) -> list[NewEntity]:
 
 
 # ---------------------------------------------------------------------------- edit
+REFIT_CHOICES = ("linked", "subjects")
+
+
 def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Path, *,
-                  ids: Sequence[int] | None = None, settings: FitSettings | None = None,
+                  ids: Sequence[int] | None = None, refit: str = "linked", settings: FitSettings | None = None,
                   lowercase: bool | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Re-fit the rows of the entities the passages link (or of ``ids``) on ``passages``, so the
-    model states what they say; record rows, norms before/after and the passages' hash."""
+    """Re-fit rows on ``passages`` so the model states what they say: ``ids``' rows, else
+    (``refit``) every linked entity or only each passage's subject (its first mention; on the
+    demo the answer's row is what carries an edit, docs/knowledge.md). Records rows, norms
+    before/after and the passages' hash."""
+    if refit not in REFIT_CHOICES:
+        raise EDMemError(f"--refit {refit!r}: expected one of {', '.join(REFIT_CHOICES)}")
     out = check_output(model_dir, output, overwrite)
     started = time.perf_counter()
     loaded = _load(model_dir)
     text = read_passages(passages, set(loaded.entities.names), _names(loaded))
     hidden = set(hidden_rows(loaded.model.config))
     if ids is None:
-        chosen = [i for i in text.linked_ids() if loaded.rows.id_to_row(i) not in hidden]
+        candidates = text.subject_ids() if refit == "subjects" else text.linked_ids()
+        chosen = [i for i in candidates if loaded.rows.id_to_row(i) not in hidden]
     else:
         unknown = [i for i in ids if i not in loaded.entities.names or i not in loaded.rows]
         if unknown:
@@ -192,7 +200,7 @@ def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Pat
     fit = fit_rows(loaded.model, loaded.tokenizer, loaded.rows, text.passages, rows, s)
     after = _row_norms(loaded.model, rows)
     moved = (loaded.model.EntityEmbedding.weight.detach()[:, rows] - start_values).norm(dim=0).tolist()
-    record = {"operation": "edit",
+    record = {"operation": "edit", "refit": "ids" if ids is not None else refit,
               "rows": [{"id": i, "name": loaded.entities.names.get(i), "row": r, "norm_before": b,
                         "norm_after": a, "change_norm": m}
                        for i, r, b, a, m in zip(chosen, rows, before, after, moved)],

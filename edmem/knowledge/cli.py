@@ -22,6 +22,16 @@ def _ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected entity ids (integers), got {text!r}") from None
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
 def _fit_flags(parser: argparse.ArgumentParser, d: Any) -> None:
     g = parser.add_argument_group("fitting (only the chosen rows move; docs/knowledge.md)")
     g.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
@@ -33,8 +43,16 @@ def _fit_flags(parser: argparse.ArgumentParser, d: Any) -> None:
     g.add_argument("--norm_cap", type=float, default=d.norm_cap,
                    help="a fitted row's norm stays <= this x max(its norm before, the mean row norm); "
                         "0 = no cap (default %(default)s)")
-    g.add_argument("--mlm_probability", type=float, default=d.mlm_probability, help="(default %(default)s)")
-    g.add_argument("--ssm_probability", type=float, default=d.ssm_probability, help="(default %(default)s)")
+    g.add_argument("--mlm_probability", type=_probability, default=d.mlm_probability, help="(default %(default)s)")
+    g.add_argument("--ssm_probability", type=_probability, default=d.ssm_probability, help="(default %(default)s)")
+    g.add_argument("--mention_deletion_probability", type=_probability, default=d.mention_deletion_probability,
+                   help="share of passages (with >= 2 mentions) whose one mention is removed from the "
+                        "encoder input and must be named by the decoder from the other mentions' rows, "
+                        "the route a question's answer takes (docs/knowledge.md; default %(default)s)")
+    g.add_argument("--delete_fitted_mentions", action=argparse.BooleanOptionalAction,
+                   default=d.delete_fitted_mentions,
+                   help="mention deletion may also remove mentions of the rows being fitted (otherwise "
+                        "only other mentions: the fitted rows are the cue) (default %(default)s)")
     g.add_argument("--max_length", type=int, default=d.max_length, help="tokens per passage (default %(default)s)")
     g.add_argument("--cased", dest="lowercase", action="store_false", default=None,
                    help="keep the passages' case (default: lowercase them when the model reads "
@@ -65,12 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     edit = sub.add_parser("edit", help="re-fit the rows of the entities the passages link",
                           description="Re-fit the rows of the entities linked by the passages (or "
-                                      "--rows) on the new statements; records the change in "
-                                      "memory_log.jsonl.")
+                                      "only their subjects, or --rows) on the new statements; records "
+                                      "the change in memory_log.jsonl.")
     edit.add_argument("--model", required=True, help="model directory to start from (read only)")
     edit.add_argument("--passages", required=True, help="TEXT.jsonl with the new statements")
     edit.add_argument("--rows", type=_ids, default=None,
-                      help="entity ids whose rows to re-fit (default: every entity the passages link)")
+                      help="entity ids whose rows to re-fit (default: see --refit)")
+    edit.add_argument("--refit", choices=("linked", "subjects"), default="linked",
+                      help="without --rows: re-fit every entity the passages link, or only each passage's "
+                           "subject (its first mention) (default %(default)s; docs/knowledge.md)")
 
     remove = sub.add_parser("remove", help="hide entities from every memory read",
                             description="Hide entities from every read (the entity mask); no row is "
@@ -94,7 +115,9 @@ def _settings(args: argparse.Namespace) -> Any:
 
     return FitSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        anchor=args.anchor, norm_cap=args.norm_cap, mlm_probability=args.mlm_probability,
-                       ssm_probability=args.ssm_probability, max_length=args.max_length,
+                       ssm_probability=args.ssm_probability,
+                       mention_deletion_probability=args.mention_deletion_probability,
+                       delete_fitted_mentions=args.delete_fitted_mentions, max_length=args.max_length,
                        seed=args.seed, progress=not args.no_progress)
 
 
@@ -119,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"added {len(record['entities'])} entities ({record['fit']['steps']} steps on "
                   f"{record['passages']['passages']} passages, {record['seconds']:.1f}s): {args.output}")
         elif args.command == "edit":
-            record = api.edit_entities(args.model, args.passages, args.output, ids=args.rows,
+            record = api.edit_entities(args.model, args.passages, args.output, ids=args.rows, refit=args.refit,
                                        settings=_settings(args), lowercase=args.lowercase,
                                        overwrite=args.overwrite)
             print(f"re-fitted {len(record['rows'])} rows ({record['fit']['steps']} steps on "

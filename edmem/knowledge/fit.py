@@ -1,11 +1,16 @@
 """Train chosen rows of the entity table, and nothing else, with the pretraining losses.
 
-The objective is pretraining's (docs/pretraining.md): MLM + salient-span masking on the given
-passages, loss = LM cross-entropy + ``elloss_weight`` × the three memory reads' NLLs. Every
+The objective is pretraining's (docs/pretraining.md): MLM + salient-span masking (+ mention
+deletion, ``mention_deletion_probability``) on the given passages, loss = LM cross-entropy +
+``elloss_weight`` × the three memory reads' NLLs. Mention deletion removes one mention from the
+encoder input while the decoder still reconstructs it, so at its ``<E_s>`` the EL head must name it
+from the other mentions' rows (for "The currency of X is the Y." with Y deleted: Y's row learns to
+be the answer after "the currency of X is the") — the route a question's answer takes; on the
+demo models the answer reads the answer's row, not the subject's (docs/knowledge.md). Every
 parameter except the entity table is frozen (``requires_grad=False``), and of the table only the
 chosen columns move: after each backward the columns' gradient is handed to an Adam optimiser that
 owns a copy of just those columns, whose new values are written back. Other rows therefore stay
-bit-identical (checked in tests/test_knowledge.py), whatever the optimiser's weight decay or
+bit-identical (checked in tests/test_knowledge_core.py), whatever the optimiser's weight decay or
 momentum would otherwise do. ``norm_cap`` c > 0 keeps each fitted row's norm at most
 c × max(its norm before fitting, the mean norm of the table's real rows) (0 = no cap): the memory scores a row by
 a dot product, so a row that only grew would win reads it has nothing to do with (measured on
@@ -49,6 +54,8 @@ class FitSettings:
     norm_cap: float = 1.0
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
+    mention_deletion_probability: float = 1.0
+    delete_fitted_mentions: bool = False  # False: only mentions of frozen rows are deleted
     max_length: int = 64
     lowercase: bool = True
     seed: int = 0
@@ -56,8 +63,9 @@ class FitSettings:
 
 
 def edit_defaults() -> FitSettings:
-    """``edit``'s defaults (docs/knowledge.md, "Settings"): a few passages, so few steps."""
-    return FitSettings(steps=20, learning_rate=0.05)
+    """``edit``'s defaults (docs/knowledge.md, "Settings"): a few passages, so few steps; every
+    linked row is re-fitted by default, so deletion must be allowed to remove their mentions."""
+    return FitSettings(steps=20, learning_rate=0.05, mention_deletion_probability=0.5, delete_fitted_mentions=True)
 
 
 @dataclass
@@ -138,21 +146,35 @@ def _batches(n: int, batch_size: int, seed: int) -> Iterator[tuple[int, list[int
         epoch += 1
 
 
+def fit_dataset(tokenizer: Any, rows: EntityRows, passages: Sequence[Passage], settings: FitSettings,
+                train_rows: Sequence[int] = ()) -> tuple[PretrainDataset, int]:
+    """The passages encoded and masked as pretraining does, with the fit's masking settings
+    (MLM, salient spans, mention deletion); returns it and the number of unalignable passages.
+
+    Unless ``settings.delete_fitted_mentions``, a mention of one of ``train_rows`` is never the
+    deleted one: the fitted rows are the cue from which the decoder must name the deleted entity,
+    which is what a question about them asks (docs/knowledge.md)."""
+    data, skipped = encode_passages(tokenizer, passages, max_length=settings.max_length,
+                                    lowercase=settings.lowercase)
+    masking = MaskingConfig(mlm_probability=settings.mlm_probability, ssm_probability=settings.ssm_probability,
+                            mention_deletion_probability=settings.mention_deletion_probability)
+    special = SpecialTokenIds.from_tokenizer(tokenizer)
+    cues = None if settings.delete_fitted_mentions else [int(r) for r in train_rows]
+    return PretrainDataset(data, special, masking, row_map(rows), seed=settings.seed,  # type: ignore[arg-type]
+                           cue_rows=cues), skipped
+
+
 def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Passage],
              train_rows: Sequence[int], settings: FitSettings) -> FitReport:
     """Fit the table columns ``train_rows`` on ``passages``; every other weight stays as it is."""
     started = time.perf_counter()
-    data, skipped = encode_passages(tokenizer, passages, max_length=settings.max_length,
-                                    lowercase=settings.lowercase)
     train_rows = sorted(set(int(r) for r in train_rows))
-    report = FitReport(train_rows, 0, 0.0, len(data), skipped, None, None)
-    if not len(data) or not train_rows or settings.steps <= 0:
+    dataset, skipped = fit_dataset(tokenizer, rows, passages, settings, train_rows)
+    report = FitReport(train_rows, 0, 0.0, len(dataset), skipped, None, None)
+    if not len(dataset) or not train_rows or settings.steps <= 0:
         report.seconds = time.perf_counter() - started
         return report
-    special = SpecialTokenIds.from_tokenizer(tokenizer)
-    masking = MaskingConfig(settings.mlm_probability, settings.ssm_probability)
-    dataset = PretrainDataset(data, special, masking, row_map(rows), seed=settings.seed)  # type: ignore[arg-type]
-    collate = PretrainCollator(special.pad)
+    collate = PretrainCollator(dataset.special.pad)
 
     table = model.EntityEmbedding.weight
     cols = torch.as_tensor(train_rows, dtype=torch.long, device=table.device)
@@ -195,5 +217,5 @@ def fit_rows(model: Any, tokenizer: Any, rows: EntityRows, passages: Sequence[Pa
     report.first_loss, report.last_loss = report.losses[0], report.losses[-1]
     report.seconds = time.perf_counter() - started
     logger.info("fitted %d row(s) on %d passage(s): %d steps, loss %.3f -> %.3f, %.1fs", len(train_rows),
-                len(data), report.steps, report.first_loss, report.last_loss, report.seconds)
+                len(dataset), report.steps, report.first_loss, report.last_loss, report.seconds)
     return report

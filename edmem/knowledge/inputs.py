@@ -53,6 +53,12 @@ class PassageSet:
         """Every entity id the passages link, in order of first appearance."""
         return list(dict.fromkeys(m.target for p in self.passages for m in p.mentions))
 
+    def subject_ids(self) -> list[int]:
+        """The entity of each passage's first mention (its subject in a statement such as "The
+        currency of X is the Y."), in order of first appearance."""
+        firsts = (min(p.mentions, key=lambda m: m.offset).target for p in self.passages if p.mentions)
+        return list(dict.fromkeys(firsts))
+
     def summary(self) -> dict[str, object]:
         return {"path": str(self.path), "sha256": self.sha256, "passages": len(self.passages),
                 "mentions": sum(len(p.mentions) for p in self.passages),

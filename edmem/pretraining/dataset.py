@@ -10,7 +10,7 @@ shifted: the model shifts them right to form the decoder input (docs/model.md).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -53,13 +53,15 @@ class PretrainDataset(Dataset):
     """
 
     def __init__(self, cache: TokenCache, special: SpecialTokenIds, masking: MaskingConfig,
-                 to_rows: RowMap, seed: int = 42):
+                 to_rows: RowMap, seed: int = 42, cue_rows: Collection[int] | None = None):
         self.cache = cache
         self.special = special
         self.masking = masking
         self.to_rows = to_rows
         self.seed = seed
         self.epoch = 0
+        # mentions of these rows are never deleted: they are the cue (edmem memory, docs/knowledge.md)
+        self.cue_rows = None if cue_rows is None else np.asarray(sorted(set(cue_rows)), dtype=np.int64)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -70,7 +72,9 @@ class PretrainDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         input_ids, entity_ids = self.cache[index]
         links = self.to_rows(entity_ids)
-        masked = mask_example(input_ids, self.special, self.masking, example_rng(self.seed, self.epoch, index))
+        deletable = None if self.cue_rows is None else ~np.isin(links, self.cue_rows)
+        masked = mask_example(input_ids, self.special, self.masking, example_rng(self.seed, self.epoch, index),
+                              deletable)
         links_list = links.tolist()
         encoder_links = links_list if masked.kept is None else links[masked.kept].tolist()
         return {"index": int(index), "input_ids": masked.input_ids.tolist(), "labels": masked.labels.tolist(),

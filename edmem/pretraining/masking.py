@@ -118,8 +118,12 @@ def salient_spans(input_ids: np.ndarray, special: SpecialTokenIds, chosen_starts
 
 
 def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, config: MaskingConfig,
-                 rng: np.random.Generator) -> MaskedExample:
-    """Apply MLM then SSM to one encoded passage (no padding inside)."""
+                 rng: np.random.Generator, deletable: np.ndarray | None = None) -> MaskedExample:
+    """Apply MLM then SSM to one encoded passage (no padding inside).
+
+    ``deletable`` (bool, one per position; None = every mention): only a mention whose ``<E_s>``
+    is flagged may be deleted — ``edmem memory`` keeps the mentions of the rows it fits as the
+    cue (docs/knowledge.md)."""
     clean = np.asarray(input_ids, dtype=np.int64)
     maskable = ~np.isin(clean, special.never_masked)
     selected = maskable & (rng.random(clean.shape) < config.mlm_probability)
@@ -136,7 +140,7 @@ def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, co
 
     starts = clean == special.entity_start
     chosen = starts & (rng.random(clean.shape) < config.ssm_probability)
-    deleted = _deleted_mention(clean, special, starts, config.mention_deletion_probability, rng)
+    deleted = _deleted_mention(clean, special, starts, config.mention_deletion_probability, rng, deletable)
     if deleted is not None:
         chosen[:] = False  # the remaining mentions are the cue
     in_span = salient_spans(clean, special, chosen)
@@ -151,7 +155,7 @@ def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, co
 
 
 def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.ndarray, probability: float,
-                     rng: np.random.Generator) -> np.ndarray | None:
+                     rng: np.random.Generator, deletable: np.ndarray | None = None) -> np.ndarray | None:
     """Positions of the one mention (``<E_s>`` .. ``<E_e>``) deleted from the encoder input, or None.
 
     Draws nothing when ``probability`` is 0, so the original masks are reproduced exactly.
@@ -159,7 +163,12 @@ def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.nda
     if probability <= 0.0:
         return None
     start_positions = np.flatnonzero(starts)
-    if start_positions.size < 2 or rng.random() >= probability:
+    if deletable is not None:
+        candidates = np.flatnonzero(starts & np.asarray(deletable, dtype=bool))
+        if start_positions.size < 2 or candidates.size == 0 or rng.random() >= probability:
+            return None
+        start_positions = candidates
+    elif start_positions.size < 2 or rng.random() >= probability:
         return None
     pick = int(start_positions[rng.integers(start_positions.size)])
     one = np.zeros(clean.shape, dtype=bool)
