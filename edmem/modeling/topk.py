@@ -8,9 +8,10 @@ machine's GEMM rate (measured in docs/model.md, "Memory indexes"):
   (B, d) × (d, M) product: the table block is streamed once, the small query matrix is what the
   GEMM packs (``query @ blockᵀ`` made the GEMM re-pack the table block, measured ~1.5× slower at
   M = 64). A block's scores are B × M floats, never M × N;
-* the first block's top-k gives every query its current k-th best score; each later block is
-  only compared with it (one vectorised ``>``), and the few rows above it are merged into the
-  running top-k. A full ``topk`` over every block cost as much as a third of the product;
+* a short first block (8·k rows) gives every query its current k-th best score; each later
+  block is only compared with it (one vectorised ``>``), and the few rows above it are merged
+  into the running top-k. A full ``topk`` over every block cost as much as a third of the
+  product;
 * compressed row sources (fp16 / bf16 / int8, ``edmem.index.table``) widen one block to float32
   just before its product, so no float32 copy of the table ever exists.
 
@@ -32,6 +33,9 @@ import torch
 #: Rows scored per block: 16,384 rows × 256 fp32 = 16 MB of table and 4 MB of scores at M = 64
 #: (fits the L3 cache); measured against 4k and 64k in docs/model.md.
 DEFAULT_BLOCK_ROWS = 16384
+#: Rows of the first block per wanted result (k): 8k rows give thresholds that let ~B / 8 rows
+#: per query through in the second block, and far fewer after it.
+FIRST_BLOCK_PER_K = 8
 
 
 class RowScorer(Protocol):
@@ -73,13 +77,16 @@ def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = 
     if n == 0:
         empty = query.new_zeros((query.shape[0], 0))
         return empty, empty.long()
-    block_rows = max(block_rows, k)          # the first block fills the running top-k
+    block_rows = max(block_rows, k)
     query_t = query.t().contiguous()
     masked = None if entity_mask is None else entity_mask.to(device=query.device).bool()
     threshold = query.device.type == "cpu"
+    # A short first block fills the running top-k cheaply (a full topk over a big block cost as
+    # much as the product); its k-th best scores are the first thresholds.
+    first = min(n, max(k, FIRST_BLOCK_PER_K * k)) if threshold else min(n, block_rows)
+    starts = [0, *range(first, n, block_rows)]
     best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for start in range(0, n, block_rows):
-        stop = min(start + block_rows, n)
+    for start, stop in zip(starts, [*starts[1:], n]):
         scores = table.block_scores(query_t, start, stop)           # (B, M)
         if masked is not None:
             scores.masked_fill_(masked[start:stop, None], torch.finfo(scores.dtype).min)
@@ -99,9 +106,12 @@ def _merge_block(best: tuple[torch.Tensor, torch.Tensor] | None, scores: torch.T
         v, i = scores.t().topk(min(k, scores.shape[0]), dim=1)
         return _keep_best(values, ids, v, i + start, k)
     # Only the rows above a query's current k-th best score can enter its top-k (ties stay out).
-    query_idx, row_idx = (scores > values[:, -1]).t().nonzero(as_tuple=True)   # by query, then row
-    if query_idx.numel() == 0:
+    hit = scores > values[:, -1]                                    # (B, M)
+    rows = hit.any(dim=1).nonzero().squeeze(1)                      # rows above some threshold
+    if rows.numel() == 0:
         return best
+    query_idx, sub = hit.index_select(0, rows).t().nonzero(as_tuple=True)   # by query, then row
+    row_idx = rows[sub]
     m = values.shape[0]
     counts = torch.bincount(query_idx, minlength=m)
     slot = torch.arange(query_idx.numel(), device=scores.device) - (counts.cumsum(0) - counts)[query_idx]
