@@ -106,11 +106,13 @@ def _merge_block(best: tuple[torch.Tensor, torch.Tensor] | None, scores: torch.T
         v, i = scores.t().topk(min(k, scores.shape[0]), dim=1)
         return _keep_best(values, ids, v, i + start, k)
     # Only the rows above a query's current k-th best score can enter its top-k (ties stay out).
-    hit = scores > values[:, -1]                                    # (B, M)
-    rows = hit.any(dim=1).nonzero().squeeze(1)                      # rows above some threshold
+    # One pass over the block (a row's best score against the lowest threshold) picks the few
+    # rows worth a look; the exact per-query test then runs on those rows only.
+    kth = values[:, -1]
+    rows = (scores - kth).amax(dim=1).gt(0).nonzero().squeeze(1)   # rows above some query's k-th
     if rows.numel() == 0:
         return best
-    query_idx, sub = hit.index_select(0, rows).t().nonzero(as_tuple=True)   # by query, then row
+    query_idx, sub = (scores.index_select(0, rows) > kth).t().nonzero(as_tuple=True)   # by query, row
     row_idx = rows[sub]
     m = values.shape[0]
     counts = torch.bincount(query_idx, minlength=m)
