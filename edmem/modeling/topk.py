@@ -8,8 +8,8 @@ machine's GEMM rate (measured in docs/model.md, "Memory indexes"):
   (B, d) × (d, M) product: the table block is streamed once, the small query matrix is what the
   GEMM packs (``query @ blockᵀ`` made the GEMM re-pack the table block, measured ~1.5× slower at
   M = 64). A block's scores are B × M floats, never M × N;
-* a short first block (8·k rows) gives every query its current k-th best score; each later
-  block is only compared with it (one vectorised ``>``), and the few rows above it are merged
+* a short first block (8·k rows; later blocks double up to ``block_rows``) gives every query its
+  current k-th best score; each later block is only compared with it (one vectorised ``>``), and the few rows above it are merged
   into the running top-k. A full ``topk`` over every block cost as much as a third of the
   product;
 * compressed row sources (fp16 / bf16 / int8, ``edmem.index.table``) widen one block to float32
@@ -83,14 +83,19 @@ def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = 
     threshold = query.device.type == "cpu"
     # A short first block fills the running top-k cheaply (a full topk over a big block cost as
     # much as the product); its k-th best scores are the first thresholds.
-    first = min(n, max(k, FIRST_BLOCK_PER_K * k)) if threshold else min(n, block_rows)
-    starts = [0, *range(first, n, block_rows)]
+    # Blocks then double up to ``block_rows``: a block as long as all rows seen before it lets
+    # ~k rows per query through, whatever ``block_rows`` is.
+    size = max(k, FIRST_BLOCK_PER_K * k) if threshold else block_rows
     best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for start, stop in zip(starts, [*starts[1:], n]):
+    start = 0
+    while start < n:
+        stop = min(n, start + size)
+        size = min(block_rows, 2 * size)
         scores = table.block_scores(query_t, start, stop)           # (B, M)
         if masked is not None:
             scores.masked_fill_(masked[start:stop, None], torch.finfo(scores.dtype).min)
         best = _merge_block(best, scores, start, k, threshold)
+        start = stop
     assert best is not None
     return best
 
