@@ -55,6 +55,8 @@ def test_more_k_than_rows_and_empty_table():
     assert i.shape == (2, 5) and torch.equal(i, plain(q, rows, 5).indices)
     v, i = fused_topk(q, DenseRows(rows[:0]), 10)
     assert v.shape == (2, 0) and i.dtype == torch.long
+    v, i = fused_topk(q[:0], DenseRows(rows), 3)        # a batch without mentions
+    assert v.shape == (0, 3) and i.shape == (0, 3) and i.dtype == torch.long
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16", "int8"])

@@ -74,8 +74,8 @@ def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = 
     unmasked rows remain; docs/quirks.md Q11)."""
     n = table.num_rows
     k = min(k, n)
-    if n == 0:
-        empty = query.new_zeros((query.shape[0], 0))
+    if n == 0 or query.shape[0] == 0:     # no rows, or no mention in the batch
+        empty = query.new_zeros((query.shape[0], k))
         return empty, empty.long()
     block_rows = max(block_rows, k)
     query_t = query.t().contiguous()
