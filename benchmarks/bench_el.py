@@ -264,6 +264,12 @@ def same_tensors(args: argparse.Namespace) -> int:
         for _ in range(args.infer_batches):
             model(**inputs)
         qps = args.infer_batches * BATCH / (time.perf_counter() - start)
+        if args.profile:   # where one inference forward spends its time, by op and input shape
+            from torch.profiler import ProfilerActivity, profile
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                model(**inputs)
+            print(prof.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=60))
     result = {"config": "small-same-tensors", "threads": args.threads,
               "memory_index": args.memory_index, "memory_index_dtype": args.memory_index_dtype,
               "train_s_per_step": round(statistics.median(step_times), 4),

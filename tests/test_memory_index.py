@@ -77,7 +77,7 @@ def test_int8_scores_match_dequantised_rows():
     weight = torch.randn(32, 500)
     table = LeanTable.from_weight(weight, "int8")
     q = torch.randn(3, 32)
-    assert torch.allclose(table.scores(q, 100, 400), q @ table.gather(torch.arange(100, 400)).t(), atol=1e-4)
+    assert torch.allclose(table.block_scores(q.t(), 100, 400), table.gather(torch.arange(100, 400)) @ q.t(), atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq"])

@@ -269,7 +269,7 @@ def test_predict_through_a_memory_index_and_a_stale_one_is_an_error(trained, tin
     out = tmp_path / "indexed"
     shutil.copytree(trained, out, ignore=shutil.ignore_patterns("*.pt", "training_state"))
     flags = el_tiny.flags(tiny, out, "--prefix", "ivf_", "--memory_index", "ivf",
-                          "--memory_index_dtype", "int8", "--nprobe", "64")
+                          "--memory_index_dtype", "int8", "--nprobe", "64", "--nlist", "4")
     assert predict_cli(flags) == 0
     exact = json.loads((trained / "predictions.json").read_text())
     ivf = json.loads((out / "ivf_predictions.json").read_text())
@@ -277,6 +277,7 @@ def test_predict_through_a_memory_index_and_a_stale_one_is_an_error(trained, tin
     meta = out / "memory_index" / "ivf-int8.json"
     assert (out / "memory_index" / "table-int8.safetensors").is_file() and meta.is_file()
     data = json.loads(meta.read_text())
+    assert data["knobs"]["nlist"] == 4 and data["knobs"]["nprobe"] == 64
     data["source_digest"] = "sha256:0123"
     meta.write_text(json.dumps(data))
     capsys.readouterr()

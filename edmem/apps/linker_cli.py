@@ -31,6 +31,8 @@ def add_linker_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory_index_dtype", default="fp32", choices=("fp32", "fp16", "bf16", "int8"),
                         help="storage of the rows the memory index reads (default: fp32)")
     parser.add_argument("--nprobe", type=int, default=32, help="ivf / ivfpq: lists searched per read")
+    parser.add_argument("--nlist", type=int, default=0,
+                        help="ivf / ivfpq: inverted lists of a newly built index (0 = sqrt(rows))")
     parser.add_argument("--ef_search", type=int, default=128, help="hnsw: search beam width")
     parser.add_argument("--pq_bytes", type=int, default=32, help="ivfpq: code bytes per row")
 
@@ -49,7 +51,7 @@ def load_linker(args: argparse.Namespace) -> Any:
 
         index = load_memory_index(args.model, linker.model.EntityEmbedding.weight, args.memory_index,
                                   args.memory_index_dtype, nprobe=args.nprobe,
-                                  ef_search=args.ef_search, pq_bytes=args.pq_bytes)
+                                  ef_search=args.ef_search, pq_bytes=args.pq_bytes, nlist=args.nlist)
         attach_memory_index(linker.model, index)
     return linker
 

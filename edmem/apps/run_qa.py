@@ -342,7 +342,7 @@ def attach_index(args: argparse.Namespace, dist: DistInfo, out: Path, model: Any
         return
     from edmem.index import attach_memory_index, load_memory_index
 
-    knobs = dict(nprobe=args.nprobe, ef_search=args.ef_search, pq_bytes=args.pq_bytes)
+    knobs = dict(nprobe=args.nprobe, ef_search=args.ef_search, pq_bytes=args.pq_bytes, nlist=args.nlist)
     try:
         for build_turn in (True, False):
             if build_turn == dist.is_main:

@@ -7,8 +7,8 @@ pages it in as it is read; nothing is copied at load). The model's own weights a
 this is a read-only copy for the eval-mode reads (:mod:`edmem.index.backends`).
 
 int8: ``row ≈ scale · q`` with ``scale = max|row| / 127`` and ``q = round(row / scale)``, so each
-element is off by at most ``scale / 2``. Scores are computed as ``(query @ qᵀ) · scale``: the
-scale multiplies the (M, block) scores, not the block of rows.
+element is off by at most ``scale / 2``. Scores are computed as ``(q @ queryᵀ) · scale``: the
+scale multiplies the (block, M) scores, not the block of rows.
 """
 
 from __future__ import annotations
@@ -85,12 +85,12 @@ class LeanTable:
         return cls(rows, dtype, scale, source_digest)
 
     # ------------------------------------------------------------------ reading
-    def scores(self, query: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """float32 (M, stop − start) scores of ``query`` against rows ``start:stop``."""
-        block = self.rows[start:stop].float()
-        out = query @ block.t()
+    def block_scores(self, query_t: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """float32 (stop − start, M) scores of rows ``start:stop`` against ``query_t`` (d, M); the
+        block alone is widened to float32 (:func:`edmem.modeling.topk.fused_topk`)."""
+        out = self.rows[start:stop].float() @ query_t
         if self.scale is not None:
-            out.mul_(self.scale[start:stop])
+            out.mul_(self.scale[start:stop, None])
         return out
 
     def gather(self, ids: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from edmem.config import EDMemConfig
 from edmem.constants import NIL_ENTITY
 from edmem.modeling.layers import dropout
+from edmem.modeling.topk import DenseRows, fused_topk
 
 
 class EntityTable(nn.Module):
@@ -416,8 +417,11 @@ def chunked_topk(query: torch.Tensor, table: torch.Tensor, k: int, chunk_size: i
     """Top-k of ``query @ table`` over entities, scoring ``chunk_size`` entities at a time.
 
     Peak extra memory is M × chunk_size scores instead of M × N. Returns (values, ids), both
-    (M, k), sorted by descending score. With a single chunk this is exactly ``topk(scores, k)``.
+    (M, k), sorted by descending score. Without ``keep_scores`` this is the fused blocked kernel
+    (:func:`edmem.modeling.topk.fused_topk`: equal to ``topk(scores, k)`` up to ties).
     """
+    if not keep_scores:
+        return fused_topk(query, DenseRows(table, columns=True), k, chunk_size, entity_mask)
     num = table.shape[1]
     best_vals: torch.Tensor | None = None
     best_ids: torch.Tensor | None = None

@@ -1,16 +1,27 @@
 """Exact top-k of ``query @ rowsᵀ`` over a large row table, fused and blocked (docs/model.md).
 
 Why a kernel of its own: at 1M rows the eval-mode read is one (M, N) product and a top-k over
-its scores. Here the rows are scored one block at a time (``block_rows``; a block's scores are
-M × block floats, never M × N), each block keeps its own top-k, and the per-block winners are
-merged by one final ``topk`` over M × (blocks · k) candidates (no running merge per block). Row
-sources may store the table compressed (fp16 / bf16 / int8, ``edmem.index.table``): a block is
-widened to float32 just before its product, so no float32 copy of the table ever exists.
-Measured trade-offs (block size, layouts) are in docs/model.md.
+its scores, and both the product's shape and the top-k decide how close it comes to the
+machine's GEMM rate (measured in docs/model.md, "Memory indexes"):
 
-The row source is any object with ``num_rows``, ``dim`` and ``scores(query, start, stop)``
-returning the float32 (M, stop − start) scores; :class:`DenseRows` wraps a float tensor in either
-layout (the model's (d, N) parameter or an (N, d) matrix).
+* the rows are scored one block at a time (``block_rows``), as ``block @ queryᵀ`` — a tall
+  (B, d) × (d, M) product: the table block is streamed once, the small query matrix is what the
+  GEMM packs (``query @ blockᵀ`` made the GEMM re-pack the table block, measured ~1.5× slower at
+  M = 64). A block's scores are B × M floats, never M × N;
+* a short first block (8·k rows; later blocks double up to ``block_rows``) gives every query its
+  current k-th best score; each later block is only compared with it (one vectorised ``>``), and the few rows above it are merged
+  into the running top-k. A full ``topk`` over every block cost as much as a third of the
+  product;
+* compressed row sources (fp16 / bf16 / int8, ``edmem.index.table``) widen one block to float32
+  just before its product, so no float32 copy of the table ever exists.
+
+Results equal ``(query @ rowsᵀ).topk(k)`` up to ties and float rounding of the scores (the
+block product sums in another order). On a non-CPU device every block takes a full ``topk``
+(the threshold test would synchronise the device once per block).
+
+The row source is any object with ``num_rows``, ``dim`` and ``block_scores(query_t, start,
+stop)`` returning the (stop − start, M) scores ``rows[start:stop] @ query_t``; :class:`DenseRows`
+wraps a float tensor in either layout (the model's (d, N) parameter or an (N, d) matrix).
 """
 
 from __future__ import annotations
@@ -19,9 +30,12 @@ from typing import Protocol
 
 import torch
 
-#: Rows scored per block. Smaller blocks (2k–8k rows, L2-sized) measured 1.5–4× slower on the
-#: 2-core machine: each product is then too small to keep both threads busy.
-DEFAULT_BLOCK_ROWS = 65536
+#: Rows scored per block: 16,384 rows × 256 fp32 = 16 MB of table and 4 MB of scores at M = 64
+#: (fits the L3 cache); measured against 4k and 64k in docs/model.md.
+DEFAULT_BLOCK_ROWS = 16384
+#: Rows of the first block per wanted result (k): 8k rows give thresholds that let ~B / 8 rows
+#: per query through in the second block, and far fewer after it.
+FIRST_BLOCK_PER_K = 8
 
 
 class RowScorer(Protocol):
@@ -30,7 +44,7 @@ class RowScorer(Protocol):
     num_rows: int
     dim: int
 
-    def scores(self, query: torch.Tensor, start: int, stop: int) -> torch.Tensor: ...
+    def block_scores(self, query_t: torch.Tensor, start: int, stop: int) -> torch.Tensor: ...
 
 
 class DenseRows:
@@ -41,28 +55,83 @@ class DenseRows:
         self.rows = weight.t() if columns else weight
         self.num_rows, self.dim = self.rows.shape
 
-    def scores(self, query: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    def block_scores(self, query_t: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         block = self.rows[start:stop]
-        if block.dtype != query.dtype:
-            block = block.to(query.dtype)
-        return query @ block.t()
+        if block.dtype != query_t.dtype:
+            block = block.to(query_t.dtype)
+        return block @ query_t
 
     def gather(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` (any shape) as float32, shape ``ids.shape + (d,)``."""
         return self.rows.index_select(0, ids.reshape(-1)).float().view(*ids.shape, self.dim)
 
 
-def fused_topk(query: torch.Tensor, table: RowScorer, k: int,
-               block_rows: int = DEFAULT_BLOCK_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k (values, row ids), each (M, k) sorted by descending score, of ``query @ tableᵀ``."""
-    k = min(k, table.num_rows)
-    if table.num_rows <= block_rows:
-        return table.scores(query, 0, table.num_rows).topk(k, dim=1)
-    values, ids = [], []
-    for start in range(0, table.num_rows, block_rows):
-        stop = min(start + block_rows, table.num_rows)
-        v, i = table.scores(query, start, stop).topk(min(k, stop - start), dim=1)
-        values.append(v)
-        ids.append(i + start)
-    best, order = torch.cat(values, dim=1).topk(k, dim=1)
-    return best, torch.cat(ids, dim=1).gather(1, order)
+def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = DEFAULT_BLOCK_ROWS,
+               entity_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k (values, row ids), each (M, k) sorted by descending score, of ``query @ tableᵀ``.
+
+    ``entity_mask`` (N,): rows with a non-zero entry score ``finfo.min`` (never chosen while k
+    unmasked rows remain; docs/quirks.md Q11)."""
+    n = table.num_rows
+    k = min(k, n)
+    if n == 0 or query.shape[0] == 0:     # no rows, or no mention in the batch
+        empty = query.new_zeros((query.shape[0], k))
+        return empty, empty.long()
+    block_rows = max(block_rows, k)
+    query_t = query.t().contiguous()
+    masked = None if entity_mask is None else entity_mask.to(device=query.device).bool()
+    threshold = query.device.type == "cpu"
+    # A short first block fills the running top-k cheaply (a full topk over a big block cost as
+    # much as the product); its k-th best scores are the first thresholds.
+    # Blocks then double up to ``block_rows``: a block as long as all rows seen before it lets
+    # ~k rows per query through, whatever ``block_rows`` is.
+    size = max(k, FIRST_BLOCK_PER_K * k) if threshold else block_rows
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
+    start = 0
+    while start < n:
+        stop = min(n, start + size)
+        size = min(block_rows, 2 * size)
+        scores = table.block_scores(query_t, start, stop)           # (B, M)
+        if masked is not None:
+            scores.masked_fill_(masked[start:stop, None], torch.finfo(scores.dtype).min)
+        best = _merge_block(best, scores, start, k, threshold)
+        start = stop
+    assert best is not None
+    return best
+
+
+def _merge_block(best: tuple[torch.Tensor, torch.Tensor] | None, scores: torch.Tensor, start: int,
+                 k: int, threshold: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top-k (values, ids), each (M, k), updated with a block's (B, M) ``scores``."""
+    if best is None:
+        values, ids = scores.t().topk(min(k, scores.shape[0]), dim=1)
+        return values, ids + start
+    values, ids = best
+    if not threshold:
+        v, i = scores.t().topk(min(k, scores.shape[0]), dim=1)
+        return _keep_best(values, ids, v, i + start, k)
+    # Only the rows above a query's current k-th best score can enter its top-k (ties stay out).
+    # One pass over the block (a row's best score against the lowest threshold) picks the few
+    # rows worth a look; the exact per-query test then runs on those rows only.
+    kth = values[:, -1]
+    rows = (scores - kth).amax(dim=1).gt(0).nonzero().squeeze(1)   # rows above some query's k-th
+    if rows.numel() == 0:
+        return best
+    query_idx, sub = (scores.index_select(0, rows) > kth).t().nonzero(as_tuple=True)   # by query, row
+    row_idx = rows[sub]
+    m = values.shape[0]
+    counts = torch.bincount(query_idx, minlength=m)
+    slot = torch.arange(query_idx.numel(), device=scores.device) - (counts.cumsum(0) - counts)[query_idx]
+    width = int(counts.max())
+    cand_v = values.new_full((m, width), float("-inf"))
+    cand_v[query_idx, slot] = scores[row_idx, query_idx]
+    cand_i = ids.new_zeros((m, width))
+    cand_i[query_idx, slot] = row_idx + start
+    return _keep_best(values, ids, cand_v, cand_i, k)
+
+
+def _keep_best(values: torch.Tensor, ids: torch.Tensor, new_v: torch.Tensor, new_i: torch.Tensor,
+               k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best of two (values, ids) candidate sets, per row."""
+    merged, order = torch.cat([values, new_v], dim=1).topk(k, dim=1)
+    return merged, torch.cat([ids, new_i], dim=1).gather(1, order)

@@ -250,6 +250,8 @@ FLAGS: tuple[Flag, ...] = (
          "[edmem] storage of the rows the memory index reads (int8: per-row scale, 4x smaller)",
          choices=("fp32", "fp16", "bf16", "int8")),
     Flag("nprobe", 32, G_RUN, "[edmem] ivf / ivfpq: inverted lists searched per read", type=int),
+    Flag("nlist", 0, G_RUN, "[edmem] ivf / ivfpq: inverted lists of a newly built index "
+         "(0 = sqrt(rows))", type=int),
     Flag("ef_search", 128, G_RUN, "[edmem] hnsw: search beam width", type=int),
     Flag("pq_bytes", 32, G_RUN, "[edmem] ivfpq: code bytes per row (divides the row size)", type=int),
     Flag("num_threads", 0, G_RUN, "[edmem] torch CPU threads per process (0 = torch default)",
