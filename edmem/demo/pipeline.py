@@ -118,7 +118,7 @@ class DemoSettings:
 
 # The default run's plan on 2 shared CPU cores: 10 minutes in all (docs/demo.md has the measurements).
 DEFAULT_BUDGETS: dict[str, float] = {
-    "build_kb": 10, "tokenizer": 10, "pretrain": 380, "finetune": 100, "baseline_no_pretrain": 50,
+    "build_kb": 10, "tokenizer": 10, "pretrain": 380, "finetune": 115, "baseline_no_pretrain": 50,
     "predict": 10, "evaluate": 5, "report": 10,
 }
 TOTAL_BUDGET = 600.0
