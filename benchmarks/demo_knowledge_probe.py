@@ -31,7 +31,7 @@ from edmem.data.tokenization import load_tokenizer
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.corpus import iter_passages
 from edmem.pretraining.dataset import row_map
-from edmem.pretraining.masking import SpecialTokenIds
+from edmem.pretraining.masking import SpecialTokenIds, mention_positions
 
 
 def el_facts(path: Path, group: str | None = None) -> set[tuple[int, int]]:
@@ -78,8 +78,7 @@ def main() -> None:
             ids, links = (np.asarray(x) for x in encode(passage.text, passage.mentions))
             links = to_rows(links)
             start = int(np.flatnonzero(ids == special.entity_start)[obj])
-            end = start + int(np.argmax(ids[start:] == special.entity_end))
-            keep = np.r_[0:start, end + 1:len(ids)]
+            keep = np.flatnonzero(~mention_positions(ids, special, start))
             items.append((kind, ids[keep], links[keep], ids, links, obj))
             counts[kind] += 1
     hits: dict[str, list[tuple[bool, bool]]] = {k: [] for k in kinds}

@@ -11,15 +11,13 @@ dev metrics and every evaluation), ``args``, ``log.txt``, ``tensorboard/`` and
 
 from __future__ import annotations
 
-import dataclasses
-
 import argparse
 import functools
 import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +160,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     if args.dev_file:
         # A different seed from training and a fixed epoch: every evaluation sees the same masks.
         # No deletion on dev: recall@k is read on span-masked mentions aligned in encoder and decoder.
-        dev_masking = dataclasses.replace(masking, mention_deletion_probability=0.0)
+        dev_masking = replace(masking, mention_deletion_probability=0.0)
         dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, dev_masking,
                                    row_map(rows), seed=args.seed + 1)
         if len(dev_data) == 0:

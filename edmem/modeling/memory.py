@@ -428,8 +428,7 @@ def chunked_topk(query: torch.Tensor, table: torch.Tensor, k: int, chunk_size: i
     kept: list[torch.Tensor] = []
     for start in range(0, num, chunk_size):
         scores = _apply_entity_mask(query @ table[:, start:start + chunk_size], entity_mask, start)
-        if keep_scores:
-            kept.append(scores)
+        kept.append(scores)
         vals, ids = scores.topk(min(k, scores.shape[1]), dim=1)
         ids = ids + start
         if best_vals is None:
@@ -439,7 +438,7 @@ def chunked_topk(query: torch.Tensor, table: torch.Tensor, k: int, chunk_size: i
             merged_ids = torch.cat([best_ids, ids], dim=1)
             best_vals, order = merged_vals.topk(k, dim=1)
             best_ids = merged_ids.gather(1, order)
-    if keep_scores and access is not None:
+    if access is not None:
         access.scores = torch.cat(kept, dim=1)
     assert best_vals is not None and best_ids is not None
     return best_vals, best_ids

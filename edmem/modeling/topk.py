@@ -103,13 +103,10 @@ def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = 
 def _merge_block(best: tuple[torch.Tensor, torch.Tensor] | None, scores: torch.Tensor, start: int,
                  k: int, threshold: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The running top-k (values, ids), each (M, k), updated with a block's (B, M) ``scores``."""
-    if best is None:
-        values, ids = scores.t().topk(min(k, scores.shape[0]), dim=1)
-        return values, ids + start
-    values, ids = best
-    if not threshold:
+    if best is None or not threshold:   # the block's own top-k (first block, or no threshold test)
         v, i = scores.t().topk(min(k, scores.shape[0]), dim=1)
-        return _keep_best(values, ids, v, i + start, k)
+        return (v, i + start) if best is None else _keep_best(*best, v, i + start, k)
+    values, ids = best
     # Only the rows above a query's current k-th best score can enter its top-k (ties stay out).
     # One pass over the block (a row's best score against the lowest threshold) picks the few
     # rows worth a look; the exact per-query test then runs on those rows only.

@@ -75,8 +75,7 @@ class PretrainDataset(Dataset):
         deletable = None if self.cue_rows is None else ~np.isin(links, self.cue_rows)
         masked = mask_example(input_ids, self.special, self.masking, example_rng(self.seed, self.epoch, index),
                               deletable)
-        links_list = links.tolist()
-        encoder_links = links_list if masked.kept is None else links[masked.kept].tolist()
+        encoder_links = links if masked.kept is None else links[masked.kept]
         return {"index": int(index), "input_ids": masked.input_ids.tolist(), "labels": masked.labels.tolist(),
-                "input_entity_link": encoder_links, "output_entity_link": links_list,
+                "input_entity_link": encoder_links.tolist(), "output_entity_link": links.tolist(),
                 "salient": masked.salient.tolist()}

@@ -154,6 +154,20 @@ def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, co
                          salient=chosen.astype(np.int64), kept=kept)
 
 
+def mention_positions(input_ids: np.ndarray, special: SpecialTokenIds, start: int) -> np.ndarray:
+    """Boolean mask of the whole mention that opens at ``<E_s>`` position ``start``: the marker, its
+    tokens and the closing ``<E_e>`` (when the passage has one before ``</s>``/padding)."""
+    ids = np.asarray(input_ids)
+    one = np.zeros(ids.shape, dtype=bool)
+    one[start] = True
+    span = salient_spans(ids, special, one)
+    span[start] = True
+    end = start + 1 + int(span[start + 1:].sum())
+    if end < ids.shape[-1] and ids[end] == special.entity_end:
+        span[end] = True
+    return span
+
+
 def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.ndarray, probability: float,
                      rng: np.random.Generator, deletable: np.ndarray | None = None) -> np.ndarray | None:
     """Positions of the one mention (``<E_s>`` .. ``<E_e>``) deleted from the encoder input, or None.
@@ -162,20 +176,8 @@ def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.nda
     """
     if probability <= 0.0:
         return None
-    start_positions = np.flatnonzero(starts)
-    if deletable is not None:
-        candidates = np.flatnonzero(starts & np.asarray(deletable, dtype=bool))
-        if start_positions.size < 2 or candidates.size == 0 or rng.random() >= probability:
-            return None
-        start_positions = candidates
-    elif start_positions.size < 2 or rng.random() >= probability:
+    mentions = np.flatnonzero(starts)
+    candidates = mentions if deletable is None else np.flatnonzero(starts & np.asarray(deletable, dtype=bool))
+    if mentions.size < 2 or candidates.size == 0 or rng.random() >= probability:
         return None
-    pick = int(start_positions[rng.integers(start_positions.size)])
-    one = np.zeros(clean.shape, dtype=bool)
-    one[pick] = True
-    span = salient_spans(clean, special, one)
-    span[pick] = True
-    end = pick + 1 + int(span[pick + 1:].sum())
-    if end < clean.shape[-1] and clean[end] == special.entity_end:
-        span[end] = True
-    return span
+    return mention_positions(clean, special, int(candidates[rng.integers(candidates.size)]))
