@@ -22,6 +22,10 @@ mentions each, ~25 tokens; ``benchmarks/bench_memory.py``'s batch) through the s
 forward only, no tokenisation), optionally with ``--memory_index`` / ``--memory_index_dtype``
 attached for the inference part (the float table is then dropped after training is timed).
 ``infer_qps_at_gemm_0.10`` rescales the rate to a machine whose 2048³ GEMM takes 0.10 s.
+``infer_gflop_per_batch`` counts the matrix products of one eval forward (``FlopCounterMode``:
+transformer linears and attention, the memory reads' score products); ``infer_qps_gemm_bound``
+is the rate if all of them ran at the 2048³ GEMM's speed and nothing else took any time, and
+``infer_fraction_of_gemm_bound`` the share of it reached.
 """
 
 from __future__ import annotations
@@ -264,6 +268,11 @@ def same_tensors(args: argparse.Namespace) -> int:
         for _ in range(args.infer_batches):
             model(**inputs)
         qps = args.infer_batches * BATCH / (time.perf_counter() - start)
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            model(**inputs)
+        gflop = counter.get_total_flops() / 1e9
+        qps_bound = BATCH / (gflop / (2 * 2048 ** 3 / 1e9 / gemm))
         if args.profile:   # where one inference forward spends its time, by op and input shape
             from torch.profiler import ProfilerActivity, profile
             with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -276,6 +285,9 @@ def same_tensors(args: argparse.Namespace) -> int:
               "infer_questions_per_s": round(qps, 1), "peak_rss_mb_after_train": round(train_rss, 1),
               "peak_rss_mb": round(peak_rss_mb(), 1), "gemm2048_s": round(gemm, 4),
               "infer_qps_at_gemm_0.10": round(qps * gemm / 0.10, 1),
+              "infer_gflop_per_batch": round(gflop, 2), "infer_qps_gemm_bound": round(qps_bound, 1),
+              "infer_qps_gemm_bound_at_gemm_0.10": round(qps_bound * gemm / 0.10, 1),
+              "infer_fraction_of_gemm_bound": round(qps / qps_bound, 3),
               "train_step_at_gemm_0.10": round(statistics.median(step_times) * 0.10 / gemm, 3)}
     print(json.dumps(result))
     return 0

@@ -8,6 +8,11 @@ and of the EL head at the deleted mention's ``<E_s>``. The test split is never r
 
     .venv/bin/python benchmarks/demo_knowledge_probe.py --run runs/demo [--checkpoint runs/demo/pretrain]
 
+``--subject row``: the subject mention's tokens are masked in the encoder and hidden from the
+decoder input (labels −100) and the encoder's read there returns the subject's own row (the
+memory cue of docs/pretraining.md), so the object can come only from the subject's row. Default
+``name``: the subject as written.
+
 Prints one JSON line. Why: it separates "the fact is not in the model" from "the question does
 not reach it" when reading the demo's held-out-fact figures (docs/demo.md).
 """
@@ -49,6 +54,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="an edmem demo --output_dir")
     ap.add_argument("--checkpoint", type=Path, help="pretraining output dir (default RUN/pretrain)")
     ap.add_argument("--max_per_kind", type=int, default=1500)
+    ap.add_argument("--subject", choices=("name", "row"), default="name",
+                    help="how the subject reaches the model: its name, or only its memory row")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ckpt = args.checkpoint or args.run / "pretrain"
@@ -64,7 +71,7 @@ def main() -> None:
     kinds = {"dev_heldout_facts": el_facts(el / "el_geo-dev.jsonl", "heldout_fact/seen_phrasing"),
              "train_facts": el_facts(el / "el_geo-train.jsonl")}
     encode = functools.partial(encode_with_mentions, tokenizer, max_length=64, bos_prefix=True)
-    items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+    items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]] = []
     counts = dict.fromkeys(kinds, 0)
     for passage in iter_passages(args.run / "data/pretraining/geo_passages-train-lowercase.jsonl"):
         if len(passage.mentions) != 2:
@@ -77,9 +84,14 @@ def main() -> None:
                 continue
             ids, links = (np.asarray(x) for x in encode(passage.text, passage.mentions))
             links = to_rows(links)
-            start = int(np.flatnonzero(ids == special.entity_start)[obj])
-            keep = np.flatnonzero(~mention_positions(ids, special, start))
-            items.append((kind, ids[keep], links[keep], ids, links, obj))
+            starts = np.flatnonzero(ids == special.entity_start)
+            keep = np.flatnonzero(~mention_positions(ids, special, int(starts[obj])))
+            encoder_ids, labels, cue = ids.copy(), ids.copy(), np.zeros_like(ids)
+            if args.subject == "row":
+                subject = mention_positions(ids, special, int(starts[1 - obj]))
+                tokens = subject & ~np.isin(ids, (special.entity_start, special.entity_end))
+                encoder_ids[tokens], labels[tokens], cue[starts[1 - obj]] = special.mask, -100, 1
+            items.append((kind, encoder_ids[keep], links[keep], labels, links, obj, cue[keep]))
             counts[kind] += 1
     hits: dict[str, list[tuple[bool, bool]]] = {k: [] for k in kinds}
     for lo in range(0, len(items), 128):
@@ -89,15 +101,16 @@ def main() -> None:
             out = model(input_ids=inputs, attention_mask=(inputs != special.pad).long(),
                         labels=pad([it[3].tolist() for it in chunk], -100),
                         input_entity_link=pad([it[2].tolist() for it in chunk], 0),
-                        output_entity_link=pad([it[4].tolist() for it in chunk], 0))
+                        output_entity_link=pad([it[4].tolist() for it in chunk], 0),
+                        input_entity_cue=pad([it[6].tolist() for it in chunk], 0) if args.subject == "row" else None)
         decoder_top, head_top = out.topk_entity[1], out.topk_entity[2]  # (mentions in batch order, K)
         mention = 0
-        for kind, _, _, ids, links, obj in chunk:
+        for kind, _, _, ids, links, obj, _ in chunk:
             starts = np.flatnonzero(ids == special.entity_start)
             gold = int(links[starts[obj]])
             hits[kind].append((int(decoder_top[mention + obj, 0]) == gold, int(head_top[mention + obj, 0]) == gold))
             mention += len(starts)
-    report = {"checkpoint": str(ckpt)}
+    report = {"checkpoint": str(ckpt), "subject": args.subject}
     for kind, values in hits.items():
         arr = np.asarray(values, dtype=float).reshape(-1, 2)
         report[kind] = {"passages": len(values), "decoder@1": round(float(arr[:, 0].mean()), 4),

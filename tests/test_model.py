@@ -290,3 +290,39 @@ def test_batch_without_question_mentions(model):
     with torch.no_grad():
         ev = model(enc, (enc != PAD).long(), decoder_input_ids=dec, decoder_attention_mask=(dec != PAD).long())
     assert ev.topk_entity[0].shape == (0, K) and ev.topk_entity[2].shape == (2, K)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_memory_cue_read_returns_the_gold_row_and_trains_it(model, training):
+    """Memory-cue pretraining (docs/pretraining.md): where ``input_entity_cue`` is 1 the encoder read
+    is the gold row itself (through the output layer); elsewhere the soft read is unchanged."""
+    batch = el_batch()
+    cue = torch.zeros_like(batch["input_ids"])
+    cue[0, 6] = 1  # the second mention of question 0, gold row 12
+    model.train(training)
+    plain = model(**batch, output_hidden_states=True).hidden_states["encoder_memory_output"]
+    out = model(**batch, input_entity_cue=cue, output_hidden_states=True)
+    mem = out.hidden_states["encoder_memory_output"]
+    row = model.EntityEmbedding.weight[:, 12]
+    expected = model.EncoderEntityMemory.OutputLayer(row)
+    assert torch.allclose(mem[0, 6], expected, atol=1e-6)
+    assert not torch.allclose(plain[0, 6], expected, atol=1e-3)
+    others = torch.ones_like(cue, dtype=torch.bool)
+    others[0, 6] = False
+    assert torch.allclose(mem[others], plain[others])
+    if training:
+        mem[0, 6].sum().backward()
+        grad = model.EntityEmbedding.weight.grad
+        # the row reaches position (0, 6) only through the cue, so its column gets gradient there
+        assert grad[:, 12].abs().sum() > 0
+
+
+def test_memory_cue_on_a_nil_mention_is_an_error(model):
+    batch = el_batch()
+    cue = torch.zeros_like(batch["input_ids"])
+    cue[0, 0] = 1  # not a mention: ignored
+    cue[1, 3] = 1
+    batch["input_entity_link"][1, 3] = 0
+    model.train()
+    with pytest.raises(ValueError, match="NIL"):
+        model(**batch, input_entity_cue=cue)

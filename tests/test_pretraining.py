@@ -99,6 +99,42 @@ def test_mention_deletion_off_reproduces_the_original_masks_exactly() -> None:
         assert off.kept is None
 
 
+def test_memory_cue_deletes_one_mention_and_masks_the_other_as_its_cue() -> None:
+    ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
+    config = MaskingConfig(mlm_probability=0.0, ssm_probability=0.0, memory_cue_probability=1.0)
+    seen = set()
+    for index in range(20):
+        out = mask_example(ids, SPECIAL, config, example_rng(0, 0, index))
+        encoder = out.input_ids.tolist()
+        assert encoder in ([0, 0, 10, 13, S, 4, E, 2], [0, 0, 10, S, 4, 4, E, 13, 2])  # cue's tokens masked
+        assert out.cue is not None and out.kept is not None
+        cue_at = int(np.flatnonzero(out.cue)[0])
+        assert ids[cue_at] == S and out.cue.sum() == 1 and cue_at in out.kept  # the kept mention is the cue
+        assert out.salient[cue_at] == 1 and out.salient.sum() == 1
+        cue_tokens = [4, 5] if cue_at == 3 else [9]
+        assert (out.labels[cue_tokens] == IGNORE_INDEX).all()  # hidden from the decoder input too
+        rest = np.setdiff1d(np.arange(len(ids)), cue_tokens)
+        assert (out.labels[rest] == ids[rest]).all()  # the decoder reconstructs everything else
+        seen.add(cue_at)
+    assert seen == {3, 8}
+
+
+def test_memory_cue_sits_only_on_a_linked_mention_and_off_draws_nothing() -> None:
+    ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
+    config = MaskingConfig(mlm_probability=0.0, ssm_probability=0.0, memory_cue_probability=1.0)
+    first_linked = np.zeros(len(ids), dtype=bool)
+    first_linked[3] = True
+    for index in range(10):
+        out = mask_example(ids, SPECIAL, config, example_rng(0, 0, index), linked=first_linked)
+        assert np.flatnonzero(out.cue).tolist() == [3] and out.input_ids.tolist() == [0, 0, 10, S, 4, 4, E, 13, 2]
+    unlinked = mask_example(ids, SPECIAL, config, example_rng(0, 0, 0), linked=np.zeros(len(ids), dtype=bool))
+    assert unlinked.cue is None and unlinked.kept is None  # nobody can carry the cue: plain masking
+    for index in range(10):
+        base = mask_example(ids, SPECIAL, MaskingConfig(), example_rng(3, 1, index))
+        off = mask_example(ids, SPECIAL, MaskingConfig(memory_cue_probability=0.0), example_rng(3, 1, index))
+        assert (base.input_ids == off.input_ids).all() and off.cue is None
+
+
 def test_ssm_masks_whole_mentions_and_flags_their_start_marker() -> None:
     ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
     out = mask_example(ids, SPECIAL, MaskingConfig(mlm_probability=0.0, ssm_probability=1.0), example_rng(0, 0, 0))

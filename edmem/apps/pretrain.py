@@ -36,7 +36,7 @@ from edmem.errors import USER_ERRORS, CheckpointError, DataError
 from edmem.modeling.checkpoints import WEIGHTS_NAME
 from edmem.modeling.model import EDMemModel
 from edmem.pretraining.args import parse_args
-from edmem.pretraining.collate import MODEL_FIELDS, PretrainCollator
+from edmem.pretraining.collate import PretrainCollator
 from edmem.pretraining.corpus import TokenCache, open_or_build_cache
 from edmem.pretraining.dataset import PretrainDataset, row_map
 from edmem.pretraining.evaluate import evaluate_pretraining
@@ -151,7 +151,8 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
                       build_config(args, tokenizer, rows.num_rows, generate_target=PRETRAINING),
                       args.model_name)
     masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
-                            args.loss_on_mask_tokens, args.mention_deletion_probability)
+                            args.loss_on_mask_tokens, args.mention_deletion_probability,
+                            args.memory_cue_probability)
     train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
                                  row_map(rows), seed=args.seed)
     if len(train_data) == 0:  # every line blank or skipped: nothing to train on (the log has why)
@@ -160,7 +161,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     if args.dev_file:
         # A different seed from training and a fixed epoch: every evaluation sees the same masks.
         # No deletion on dev: recall@k is read on span-masked mentions aligned in encoder and decoder.
-        dev_masking = replace(masking, mention_deletion_probability=0.0)
+        dev_masking = replace(masking, mention_deletion_probability=0.0, memory_cue_probability=0.0)
         dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, dev_masking,
                                    row_map(rows), seed=args.seed + 1)
         if len(dev_data) == 0:
@@ -197,7 +198,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
                                   f"({type(exc).__name__}: {exc})") from None
         logger.info("Resuming from %s at global step %d (epoch %d, batch %d)", out / ck.TRAINING_STATE,
                     state.global_step, state.epoch + 1, state.batch_in_epoch)
-    collate = PretrainCollator(special.pad)
+    collate = PretrainCollator(special.pad, with_cue=masking.memory_cue_probability > 0)
 
     def evaluate() -> DevResult:
         metrics = None
@@ -230,7 +231,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
             gradient_accumulation_steps=args.gradient_accumulation_steps, max_grad_norm=args.max_grad_norm,
             eval_period=args.eval_period, wait_step=args.wait_step, num_train_epochs=num_epochs,
             seed=args.seed, max_steps=counts.total_global_steps,  # --max_steps or the epochs' worth
-            input_fields=MODEL_FIELDS, format_score=lambda score: f"{score:.4g}",
+            input_fields=collate.model_fields, format_score=lambda score: f"{score:.4g}",
             save_training_state=args.save_training_state, tensorboard=writer, state=state,
             precision=precision, scaler=scaler))
     logger.info("Best %s on dev: %.4g after %d steps (%s)", args.selection_metric, outcome.best,

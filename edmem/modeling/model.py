@@ -217,6 +217,7 @@ class EDMemModel(EDMemPreTrainedModel):
         input_entity_link: torch.Tensor | None = None,
         output_entity_link: torch.Tensor | None = None,
         entity_mask: torch.Tensor | None = None,
+        input_entity_cue: torch.Tensor | None = None,
         return_dict: bool = True,
         output_logits: bool | None = None,
         output_hidden_states: bool = False,
@@ -227,6 +228,9 @@ class EDMemModel(EDMemPreTrainedModel):
         input is ``shift_right(labels)`` and ``output_entity_link`` is shifted the same way.
         ``output_logits``: None → LM logits only when something uses them (never in EL mode);
         True/False forces. ``output_hidden_states`` adds block outputs and memory traces.
+        ``input_entity_cue`` (B, S): 1 at an encoder ``<E_s>`` whose read returns its gold row
+        (``input_entity_link``) instead of the soft read — memory-cue pretraining, not in the
+        original (docs/pretraining.md).
         """
         cfg = self.config
         if entity_mask is None and not self.training:
@@ -249,7 +253,7 @@ class EDMemModel(EDMemPreTrainedModel):
         table = table_for_training(self.EntityEmbedding.weight) if self.training else None
         enc_read = self.EncoderEntityMemory(
             token_ids=input_ids, hidden=lower_enc, gold=input_entity_link, last_only=False,
-            entity_mask=entity_mask, trace=trace, table=table)  # .output (B, S, d)
+            entity_mask=entity_mask, trace=trace, table=table, cue=input_entity_cue)  # .output (B, S, d)
         # every position, docs/quirks.md Q22; dropout before the upper block, Q23
         upper_enc_in = self.EncoderMemoryLayerNorm(lower_enc + enc_read.output)  # (B, S, d)
         upper_enc = self.UpperEncoder(dropout(upper_enc_in, p_drop, self.training), enc_mask)  # (B, S, d)

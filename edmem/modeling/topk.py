@@ -52,6 +52,7 @@ class DenseRows:
     model's entity parameter, read without a transposed copy)."""
 
     def __init__(self, weight: torch.Tensor, columns: bool = False):
+        self.weight, self.columns = weight, columns
         self.rows = weight.t() if columns else weight
         self.num_rows, self.dim = self.rows.shape
 
@@ -63,7 +64,10 @@ class DenseRows:
 
     def gather(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` (any shape) as float32, shape ``ids.shape + (d,)``."""
-        return self.rows.index_select(0, ids.reshape(-1)).float().view(*ids.shape, self.dim)
+        flat = ids.reshape(-1)
+        # (d, N): gather within each contiguous row of N, then transpose the small result
+        picked = self.weight.index_select(1, flat).t() if self.columns else self.rows.index_select(0, flat)
+        return picked.float().reshape(*ids.shape, self.dim)
 
 
 def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = DEFAULT_BLOCK_ROWS,

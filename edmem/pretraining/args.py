@@ -76,6 +76,11 @@ OWN: tuple[Flag, ...] = (
          "chance that a passage with 2+ mentions loses one mention (markers and tokens) from the encoder "
          "input while the decoder still reconstructs it, so the entity must come from the other "
          "mentions' memory (not in the original; 0 = the original objective)", type=finite_float),
+    Flag("memory_cue_probability", 0.0, G_OBJ,
+         "chance that a passage with 2+ mentions loses one mention from the encoder input while "
+         "another becomes the cue: its tokens are masked and its memory read returns its own row, so "
+         "the lost entity must come from the cue's row (not in the original; 0 = the original "
+         "objective)", type=finite_float),
     Flag("loss_on_mask_tokens", False, G_OBJ,
          "LM loss on masked positions only (default: on every non-pad token, as the original)",
          boolean=True),

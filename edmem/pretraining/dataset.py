@@ -4,7 +4,8 @@ An item holds the original's pretraining fields as Python int lists of one lengt
 side, ``input_ids`` and ``input_entity_link``, is shorter when a mention was deleted):
 ``input_ids`` (masked), ``labels`` (the unmasked input), ``input_entity_link`` and
 ``output_entity_link`` (memory rows, NIL = 0), plus ``salient`` (1 at the ``<E_s>`` of every
-SSM-masked mention, for recall@k) and ``index``. ``labels``/``output_entity_link`` are *not*
+SSM-masked mention, for recall@k) and ``index``; ``input_entity_cue`` (encoder side, 1 at the
+memory-cue mention's ``<E_s>``) only in items that have a cue. ``labels``/``output_entity_link`` are *not*
 shifted: the model shifts them right to form the decoder input (docs/model.md).
 """
 
@@ -74,8 +75,11 @@ class PretrainDataset(Dataset):
         links = self.to_rows(entity_ids)
         deletable = None if self.cue_rows is None else ~np.isin(links, self.cue_rows)
         masked = mask_example(input_ids, self.special, self.masking, example_rng(self.seed, self.epoch, index),
-                              deletable)
+                              deletable, linked=links != NIL_ENTITY)
         encoder_links = links if masked.kept is None else links[masked.kept]
-        return {"index": int(index), "input_ids": masked.input_ids.tolist(), "labels": masked.labels.tolist(),
+        item = {"index": int(index), "input_ids": masked.input_ids.tolist(), "labels": masked.labels.tolist(),
                 "input_entity_link": encoder_links.tolist(), "output_entity_link": links.tolist(),
                 "salient": masked.salient.tolist()}
+        if masked.cue is not None:
+            item["input_entity_cue"] = masked.cue[masked.kept].tolist()
+        return item

@@ -19,6 +19,14 @@ Order as in the original collator: MLM first, then SSM on top of it.
   and no other mention is span-masked (they are the cue). The decoder still reconstructs the whole
   passage, so at the deleted mention's ``<E_s>`` it must name the entity from what it reads of the
   other mentions' memory: the route a question's answer takes (docs/pretraining.md).
+* **Memory cue** (``memory_cue_probability``, this project's addition; 0 = the original): with that
+  chance a passage with at least two mentions loses one mention as above, and a second one becomes
+  the *cue*: its tokens are masked (markers kept) and the encoder's memory read there returns the
+  cue entity's own row instead of its soft read (``cue`` marks its ``<E_s>``; the model reads the
+  gold row where ``input_entity_cue`` is 1). The cue's tokens are hidden from the decoder as well
+  (labels −100: not scored, ``<pad>`` in the shifted decoder input). The only way to the deleted
+  entity is then through the cue's row, so the facts a passage states are written into the rows
+  (docs/pretraining.md).
 * **labels** = the *unmasked* input (the model shifts them right to form the decoder input); the
   collator turns padding into -100. With ``loss_on_mask_tokens`` only masked positions are scored.
 """
@@ -69,10 +77,11 @@ class MaskingConfig:
     mlm_random_replace: float = 0.0
     loss_on_mask_tokens: bool = False
     mention_deletion_probability: float = 0.0
+    memory_cue_probability: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("mlm_probability", "ssm_probability", "mlm_random_replace",
-                     "mention_deletion_probability"):
+                     "mention_deletion_probability", "memory_cue_probability"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -85,13 +94,15 @@ class MaskedExample:
     it keeps (apply it to every encoder-side array, e.g. the entity links).
 
     ``salient`` is 1 at the ``<E_s>`` of every SSM-masked mention: evaluation scores recall@k of
-    the memory on exactly those mentions.
+    the memory on exactly those mentions. ``cue`` (passage positions, or None) is 1 at the
+    ``<E_s>`` of the memory-cue mention, whose encoder read is its own row.
     """
 
     input_ids: np.ndarray
     labels: np.ndarray
     salient: np.ndarray
     kept: np.ndarray | None = None
+    cue: np.ndarray | None = None
 
 
 def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -118,12 +129,14 @@ def salient_spans(input_ids: np.ndarray, special: SpecialTokenIds, chosen_starts
 
 
 def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, config: MaskingConfig,
-                 rng: np.random.Generator, deletable: np.ndarray | None = None) -> MaskedExample:
+                 rng: np.random.Generator, deletable: np.ndarray | None = None,
+                 linked: np.ndarray | None = None) -> MaskedExample:
     """Apply MLM then SSM to one encoded passage (no padding inside).
 
     ``deletable`` (bool, one per position; None = every mention): only a mention whose ``<E_s>``
     is flagged may be deleted — ``edmem memory`` keeps the mentions of the rows it fits as the
-    cue (docs/knowledge.md)."""
+    cue (docs/knowledge.md). ``linked`` (bool per position; None = every mention): the mentions
+    that have a memory row, the only ones a memory cue may sit on."""
     clean = np.asarray(input_ids, dtype=np.int64)
     maskable = ~np.isin(clean, special.never_masked)
     selected = maskable & (rng.random(clean.shape) < config.mlm_probability)
@@ -140,18 +153,28 @@ def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, co
 
     starts = clean == special.entity_start
     chosen = starts & (rng.random(clean.shape) < config.ssm_probability)
-    deleted = _deleted_mention(clean, special, starts, config.mention_deletion_probability, rng, deletable)
-    if deleted is not None:
-        chosen[:] = False  # the remaining mentions are the cue
+    picked = _memory_cue(clean, special, starts, config.memory_cue_probability, rng, deletable, linked)
+    cue = None
+    if picked is not None:
+        deleted, cue = picked
+        chosen = cue.astype(bool)  # only the cue's tokens are masked: its row is the only way in
+    else:
+        deleted = _deleted_mention(clean, special, starts, config.mention_deletion_probability, rng, deletable)
+        if deleted is not None:
+            chosen[:] = False  # the remaining mentions are the cue
     in_span = salient_spans(clean, special, chosen)
     masked[in_span] = special.mask
 
     labels = clean.copy()
     if config.loss_on_mask_tokens:
         labels[~(selected | in_span | (deleted if deleted is not None else False))] = IGNORE_INDEX
+    if cue is not None:
+        # hidden from the decoder too (the shifted decoder input shows <pad> there, nothing is
+        # scored): like a question's decoder, it must take the cue entity from the encoder's row
+        labels[in_span] = IGNORE_INDEX
     kept = None if deleted is None else np.flatnonzero(~deleted)
     return MaskedExample(input_ids=masked if kept is None else masked[kept], labels=labels,
-                         salient=chosen.astype(np.int64), kept=kept)
+                         salient=chosen.astype(np.int64), kept=kept, cue=cue)
 
 
 def mention_positions(input_ids: np.ndarray, special: SpecialTokenIds, start: int) -> np.ndarray:
@@ -181,3 +204,26 @@ def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.nda
     if mentions.size < 2 or candidates.size == 0 or rng.random() >= probability:
         return None
     return mention_positions(clean, special, int(candidates[rng.integers(candidates.size)]))
+
+
+def _memory_cue(clean: np.ndarray, special: SpecialTokenIds, starts: np.ndarray, probability: float,
+                rng: np.random.Generator, deletable: np.ndarray | None,
+                linked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(deleted, cue)`` for memory-cue masking, or None: a linked mention chosen as the cue (int,
+    1 at its ``<E_s>``) and another (deletable) one deleted as in :func:`_deleted_mention`.
+    Draws nothing when ``probability`` is 0."""
+    if probability <= 0.0:
+        return None
+    if np.count_nonzero(starts) < 2 or rng.random() >= probability:
+        return None
+    cues = np.flatnonzero(starts & (True if linked is None else np.asarray(linked, dtype=bool)))
+    if cues.size == 0:
+        return None
+    cue_at = int(cues[rng.integers(cues.size)])
+    victims = np.flatnonzero(starts & (True if deletable is None else np.asarray(deletable, dtype=bool)))
+    victims = victims[victims != cue_at]
+    if victims.size == 0:
+        return None
+    cue = np.zeros(clean.shape, dtype=np.int64)
+    cue[cue_at] = 1
+    return mention_positions(clean, special, int(victims[rng.integers(victims.size)])), cue
