@@ -127,13 +127,13 @@ def write_entity_tokens(vocab: Mapping[int, str] | KnowledgeBase, tokenizer: Any
 
 
 def build_demo_data(out_dir: str | Path, *, seed: int = 0, num_cities: int | None = 400,
-                    homonyms_per_name: int = 2, paraphrases_per_fact: int = 3,
+                    homonyms_per_name: int = 2, paraphrases_per_fact: int = 4,
                     train_questions_per_fact: int = 2, eval_questions_per_fact: int = 1,
                     max_facts_per_relation: int | None = None,
                     split_fractions: tuple[float, float, float] = (0.65, 0.10, 0.25),
                     alias_rate: float = 0.1, unlinkable_fraction: float = 0.05,
                     sentences_per_passage: int = 1, pretrain_dev_fraction: float = 0.05,
-                    broad_corpus_templates: bool = False) -> DemoDataPaths:
+                    broad_corpus_templates: bool = True) -> DemoDataPaths:
     """Build the KB and write every demo data file under ``out_dir`` (created if needed).
 
     Knobs: ``num_cities`` largest cities (None = all ~34k) plus capitals and up to
@@ -235,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-cities", type=int, default=400, help="largest cities to include; 0 = all")
     parser.add_argument("--homonyms-per-name", type=int, default=2)
-    parser.add_argument("--paraphrases-per-fact", type=int, default=3)
+    parser.add_argument("--paraphrases-per-fact", type=int, default=4)
+    parser.add_argument("--broad-corpus-templates", action=argparse.BooleanOptionalAction, default=True,
+                        help="also state facts in the words of the question lexicon")
     parser.add_argument("--train-questions-per-fact", type=int, default=2)
     parser.add_argument("--eval-questions-per-fact", type=int, default=1)
     parser.add_argument("--max-facts-per-relation", type=int, default=None)
@@ -252,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             max_facts_per_relation=args.max_facts_per_relation,
                             split_fractions=args.split_fractions, alias_rate=args.alias_rate,
                             unlinkable_fraction=args.unlinkable_fraction,
-                            sentences_per_passage=args.sentences_per_passage)
+                            sentences_per_passage=args.sentences_per_passage,
+                            broad_corpus_templates=args.broad_corpus_templates)
     c = paths.counts
     print(f"wrote {paths.root}: {c['entities']} entities ({paths.num_entity_rows} memory rows), "
           f"{c['pretrain_passages_train']} pretraining passages, questions train/dev/test "
