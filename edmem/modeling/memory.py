@@ -389,11 +389,12 @@ class EntityMemory(nn.Module):
         values, ids = chunked_topk(query, table, k, self.chunk_size, entity_mask,
                                    keep_scores=trace, access=access)
         access.topk_ids, access.topk_scores = ids, values
-        beta = F.softmax(values.float(), dim=-1).to(table.dtype)  # (M, K)
+        beta = F.softmax(values.float(), dim=-1)  # (M, K)
         # Gather along the table's rows of N (each a contiguous run), not as strided columns of
-        # its transpose: ~2x faster at 100k-1M entities (benchmarks/bench_el.py --same-tensors).
+        # its transpose: ~2x faster at 100k-1M entities (docs/model.md, 'small' benchmark). The
+        # weighted sum runs in fp32 (a bf16/fp16 table is widened: K terms are summed).
         chosen = table.index_select(1, ids.reshape(-1)).view(table.shape[0], *ids.shape)  # (d_e, M, K)
-        return (chosen * beta).sum(-1).t()  # (M, d_e)
+        return (chosen.float() * beta).sum(-1).t().to(table.dtype)  # (M, d_e)
 
 
 def _with_cue_rows(retrieved: torch.Tensor, cue: torch.Tensor, gold: torch.Tensor | None,
