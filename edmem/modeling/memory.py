@@ -330,7 +330,8 @@ class EntityMemory(nn.Module):
                 weight = self.EntityEmbedding.compute_copy(lowp)   # unchanged weights: cast once
             retrieved = self._eval_read(access, query, weight, entity_mask, trace)
         if cue is not None and retrieved is not None:
-            retrieved = _with_cue_rows(retrieved, cue[rows, cols], gold, positions, weight, entity_mask)
+            retrieved = _with_cue_rows(retrieved, cue[rows, cols], None if gold is None else gold[rows, cols],
+                                       weight, entity_mask)
         if self.OutputLayer is not None and retrieved is not None:
             projected = self.OutputLayer(retrieved.to(hidden.dtype))
             access.output = hidden.new_zeros(hidden.shape).index_put((rows, cols), projected.to(hidden.dtype))
@@ -382,25 +383,20 @@ class EntityMemory(nn.Module):
         index = self.EntityEmbedding.index
         if index is not None and entity_mask is None and not trace:  # docs/model.md, "Memory indexes"
             values, ids = index.search(query, self.top_k)
-            access.topk_ids, access.topk_scores = ids, values
-            beta = F.softmax(values.float(), dim=-1)
-            return torch.bmm(beta.unsqueeze(1), index.gather(ids)).squeeze(1).to(query.dtype)
-        k = min(self.top_k, table.shape[1])
-        values, ids = chunked_topk(query, table, k, self.chunk_size, entity_mask,
-                                   keep_scores=trace, access=access)
+            rows = index.gather(ids)
+        else:
+            values, ids = chunked_topk(query, table, min(self.top_k, table.shape[1]), self.chunk_size,
+                                       entity_mask, keep_scores=trace, access=access)
+            rows = DenseRows(table, columns=True).gather(ids)   # (M, K, d_e) float32
         access.topk_ids, access.topk_scores = ids, values
-        beta = F.softmax(values.float(), dim=-1)  # (M, K)
-        # Gather along the table's rows of N (each a contiguous run), not as strided columns of
-        # its transpose: ~2x faster at 100k-1M entities (docs/model.md, 'small' benchmark). The
-        # weighted sum runs in fp32 (a bf16/fp16 table is widened: K terms are summed).
-        chosen = table.index_select(1, ids.reshape(-1)).view(table.shape[0], *ids.shape)  # (d_e, M, K)
-        return (chosen.float() * beta).sum(-1).t().to(table.dtype)  # (M, d_e)
+        beta = F.softmax(values.float(), dim=-1)  # (M, K); the weighted sum runs in fp32
+        return torch.bmm(beta.unsqueeze(1), rows).squeeze(1).to(query.dtype)  # (M, d_e)
 
 
 def _with_cue_rows(retrieved: torch.Tensor, cue: torch.Tensor, gold: torch.Tensor | None,
-                   positions: torch.Tensor, table: torch.Tensor,
-                   entity_mask: torch.Tensor | None) -> torch.Tensor:
-    """``retrieved`` (M, d_e) with the gold row's embedding at the mentions flagged in ``cue`` (M,).
+                   table: torch.Tensor, entity_mask: torch.Tensor | None) -> torch.Tensor:
+    """``retrieved`` (M, d_e) with the gold row's embedding at the mentions flagged in ``cue`` (M,);
+    ``gold`` (M,) are the mentions' entity links.
 
     The row goes through autograd (in training its gradient reaches the table through the
     ``TableGrad`` sink's fallback), so the passage's loss trains the cue entity's own row.
@@ -410,11 +406,10 @@ def _with_cue_rows(retrieved: torch.Tensor, cue: torch.Tensor, gold: torch.Tenso
         return retrieved
     if gold is None:
         raise ValueError("a memory cue needs the gold entity links of its mentions (input_entity_link)")
-    ids = gold[positions[:, 0], positions[:, 1]]
-    if bool((flagged & (ids == NIL_ENTITY)).any()):
+    if bool((flagged & (gold == NIL_ENTITY)).any()):
         raise ValueError("a memory cue sits on a mention without an entity (NIL link)")
-    cols = _gold_columns(ids, entity_mask)
-    given = table.index_select(1, torch.where(flagged, cols, 0)).t().to(retrieved.dtype)
+    cols = torch.where(flagged, _gold_columns(gold, entity_mask), 0)
+    given = DenseRows(table, columns=True).gather(cols).to(retrieved.dtype)
     return torch.where(flagged[:, None], given, retrieved)
 
 

@@ -65,7 +65,8 @@ class DenseRows:
     def gather(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` (any shape) as float32, shape ``ids.shape + (d,)``."""
         flat = ids.reshape(-1)
-        # (d, N): gather within each contiguous row of N, then transpose the small result
+        # (d, N): gather within each contiguous row of N, then transpose the small result — one
+        # cache line per element of a row otherwise; ~2x faster at 100k-1M rows (docs/model.md)
         picked = self.weight.index_select(1, flat).t() if self.columns else self.rows.index_select(0, flat)
         return picked.float().reshape(*ids.shape, self.dim)
 

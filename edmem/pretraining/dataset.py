@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from edmem.data.entity_rows import EntityRows
 from edmem.constants import NIL_ENTITY
+from edmem.pretraining.collate import CUE_FIELD
 from edmem.pretraining.corpus import TokenCache
 from edmem.pretraining.masking import MaskingConfig, SpecialTokenIds, example_rng, mask_example
 
@@ -81,5 +82,5 @@ class PretrainDataset(Dataset):
                 "input_entity_link": encoder_links.tolist(), "output_entity_link": links.tolist(),
                 "salient": masked.salient.tolist()}
         if masked.cue is not None:
-            item["input_entity_cue"] = masked.cue[masked.kept].tolist()
+            item[CUE_FIELD] = masked.cue[masked.kept].tolist()
         return item
