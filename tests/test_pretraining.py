@@ -99,6 +99,33 @@ def test_mention_deletion_off_reproduces_the_original_masks_exactly() -> None:
         assert off.kept is None
 
 
+def test_single_span_masks_exactly_one_mention_and_leaves_the_other_visible() -> None:
+    ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
+    # ssm_probability 1.0 would mask both mentions; the single span overrides it
+    config = MaskingConfig(mlm_probability=0.0, ssm_probability=1.0, ssm_single_mention_probability=1.0)
+    seen = set()
+    for index in range(20):
+        out = mask_example(ids, SPECIAL, config, example_rng(0, 0, index))
+        assert out.input_ids.tolist() in ([0, 0, 10, S, 4, 4, E, 13, S, 14, E, 2],
+                                          [0, 0, 10, S, 11, 12, E, 13, S, 4, E, 2])
+        assert out.salient.sum() == 1 and out.kept is None and (out.labels == ids).all()
+        seen.add(int(np.flatnonzero(out.salient)[0]))
+    assert seen == {3, 8}  # either mention can be the one asked for
+    single = np.array([0, 0, 10, S, 11, E, 2])  # one mention: the independent draw stays
+    assert mask_example(single, SPECIAL, config, example_rng(0, 0, 0)).input_ids.tolist() == [0, 0, 10, S, 4, E, 2]
+
+
+def test_single_span_off_reproduces_the_original_masks_exactly() -> None:
+    ids = np.array([0, 0] + list(range(5, 40)) + [S, 61, 62, E, 13, S, 14, E, 2])
+    for index in range(10):
+        base = mask_example(ids, SPECIAL, MaskingConfig(), example_rng(3, 1, index))
+        off = mask_example(ids, SPECIAL, MaskingConfig(ssm_single_mention_probability=0.0),
+                           example_rng(3, 1, index))
+        assert (base.input_ids == off.input_ids).all() and (base.salient == off.salient).all()
+    with pytest.raises(ValueError, match="ssm_single_mention_probability"):
+        MaskingConfig(ssm_single_mention_probability=1.5)
+
+
 def test_memory_cue_deletes_one_mention_and_masks_the_other_as_its_cue() -> None:
     ids = np.array([0, 0, 10, S, 11, 12, E, 13, S, 14, E, 2])
     config = MaskingConfig(mlm_probability=0.0, ssm_probability=0.0, memory_cue_probability=1.0)

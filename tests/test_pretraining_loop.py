@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edmem.apps.common import build_config, load_entity_rows, load_weights
-from edmem.apps.pretrain import build_model, entity_rows_for, main, pretrain
+from edmem.apps.pretrain import build_model, entity_rows_for, main, masking_configs, pretrain
 from edmem.data.entity_vocab import load_id2entity
 from edmem.data.markers import encode_with_mentions
 from edmem.data.tokenization import load_tokenizer, train_bpe_tokenizer
@@ -85,6 +85,17 @@ def test_a_few_optimizer_steps_reduce_the_loss(model_dir: Path, tmp_path: Path) 
         optimizer.step()
         optimizer.zero_grad()
     assert losses[-1] < losses[0] - 0.5
+
+
+def test_objective_flags_reach_training_masks_and_dev_keeps_the_original(model_dir: Path, tmp_path: Path) -> None:
+    args = parse_args(_argv(model_dir, tmp_path, "--ssm_single_mention_probability", "1",
+                            "--mention_deletion_probability", "0.25", "--ssm_probability", "0.4"))
+    train, dev = masking_configs(args)
+    assert (train.ssm_single_mention_probability, train.mention_deletion_probability,
+            train.ssm_probability) == (1.0, 0.25, 0.4)
+    assert (dev.ssm_single_mention_probability, dev.mention_deletion_probability,
+            dev.memory_cue_probability, dev.ssm_probability) == (0.0, 0.0, 0.0, 0.4)
+    assert parse_args(_argv(model_dir, tmp_path)).ssm_single_mention_probability == 0.0  # the original
 
 
 def test_mention_deletion_batches_train_with_a_shorter_encoder_side(model_dir: Path, tmp_path: Path) -> None:

@@ -101,6 +101,17 @@ def build_model(args: argparse.Namespace, tokenizer: Any, num_rows: int) -> EDMe
                                             min_top_k=max(RECALL_KS)), args.model_name)
 
 
+def masking_configs(args: argparse.Namespace) -> tuple[MaskingConfig, MaskingConfig]:
+    """(training, dev) masking. Dev keeps the original rules only — no deletion or cue (recall@k is
+    read on span-masked mentions aligned in encoder and decoder), independent span draws — so
+    dev recall is comparable across objectives."""
+    masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
+                            args.loss_on_mask_tokens, args.mention_deletion_probability,
+                            args.memory_cue_probability, args.ssm_single_mention_probability)
+    return masking, replace(masking, mention_deletion_probability=0.0, memory_cue_probability=0.0,
+                            ssm_single_mention_probability=0.0)
+
+
 def dev_evaluation(metrics: dict[str, float] | None, selection_metric: str, step: int) -> DevResult:
     """Pretraining's dev result for the loop: ``selection_metric`` selects; without a dev file
     (``metrics`` None) the latest step wins, so the last evaluation's checkpoint is kept."""
@@ -150,9 +161,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     check_length_fits("max_seq_length", args.max_seq_length,
                       build_config(args, tokenizer, rows.num_rows, generate_target=PRETRAINING),
                       args.model_name)
-    masking = MaskingConfig(args.mlm_probability, args.ssm_probability, args.mlm_random_replace,
-                            args.loss_on_mask_tokens, args.mention_deletion_probability,
-                            args.memory_cue_probability)
+    masking, dev_masking = masking_configs(args)
     train_data = PretrainDataset(_open_cache(args.train_file, tokenizer, args, dist), special, masking,
                                  row_map(rows), seed=args.seed)
     if len(train_data) == 0:  # every line blank or skipped: nothing to train on (the log has why)
@@ -160,8 +169,6 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     dev_data: Any = None
     if args.dev_file:
         # A different seed from training and a fixed epoch: every evaluation sees the same masks.
-        # No deletion on dev: recall@k is read on span-masked mentions aligned in encoder and decoder.
-        dev_masking = replace(masking, mention_deletion_probability=0.0, memory_cue_probability=0.0)
         dev_data = PretrainDataset(_open_cache(args.dev_file, tokenizer, args, dist), special, dev_masking,
                                    row_map(rows), seed=args.seed + 1)
         if len(dev_data) == 0:

@@ -55,6 +55,9 @@ HELP: dict[str, tuple[str, str]] = {
     "mlm_probability": ("pretraining", "share of ordinary tokens masked"),
     "ssm_probability": ("pretraining", "share of entity mentions masked whole (salient spans): the "
                                        "memory must then supply the entity"),
+    "ssm_single_mention_probability": ("pretraining", "share of passages with 2+ mentions that get exactly "
+                                                      "one mention masked, the others visible (not in the "
+                                                      "original)"),
     "mention_deletion_probability": ("pretraining", "share of passages whose one mention is removed from "
                                                     "the encoder input and must be named by the decoder "
                                                     "(not in the original)"),

@@ -88,6 +88,7 @@ class DemoSettings:
     mlm_probability: float = 0.15
     ssm_probability: float = 0.5
     mention_deletion_probability: float = 0.0   # not in the original; no gain on dev (docs/demo.md)
+    ssm_single_mention_probability: float = 0.0  # not in the original (docs/demo.md)
     pretrain_eval_period: int = 500
     max_seq_length: int = 64
     # fine-tuning (run_QA.py --generate_target entity_linking)
@@ -289,6 +290,7 @@ def pretrain_argv(s: DemoSettings, corpus: dict[str, Path], model_dir: Path, out
             "--max_grad_norm", "1.0", "--mlm_probability", str(s.mlm_probability),
             "--ssm_probability", str(s.ssm_probability),
             "--mention_deletion_probability", str(s.mention_deletion_probability),
+            "--ssm_single_mention_probability", str(s.ssm_single_mention_probability),
             "--max_seq_length", str(s.max_seq_length),
             "--eval_period", str(s.pretrain_eval_period), "--selection_metric", "decoder_recall@1",
             "--save_training_state", "False", "--tensorboard", "True", *_model_flags(s)]

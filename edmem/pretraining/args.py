@@ -72,6 +72,10 @@ OWN: tuple[Flag, ...] = (
          "chance that a mention's tokens (between <E_s> and <E_e>) are all masked", type=finite_float),
     Flag("mlm_random_replace", 0.0, G_OBJ,
          "share of MLM-selected tokens replaced by a random token instead of <mask>", type=finite_float),
+    Flag("ssm_single_mention_probability", 0.0, G_OBJ,
+         "chance that a passage with 2+ mentions has exactly one mention (drawn uniformly) span-masked "
+         "instead of each mention independently with --ssm_probability; the others stay visible "
+         "(not in the original; 0 = the original objective)", type=finite_float),
     Flag("mention_deletion_probability", 0.0, G_OBJ,
          "chance that a passage with 2+ mentions loses one mention (markers and tokens) from the encoder "
          "input while the decoder still reconstructs it, so the entity must come from the other "

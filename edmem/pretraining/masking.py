@@ -13,6 +13,12 @@ Order as in the original collator: MLM first, then SSM on top of it.
 * **SSM**: each mention (an ``<E_s>``) is chosen with ``ssm_probability``; every token after its
   ``<E_s>`` up to the next ``<E_e>`` / ``</s>`` becomes ``<mask>``. Markers are kept, so the model
   still knows where to read the memory, but must recall the entity from context alone.
+* **Single salient span** (``ssm_single_mention_probability``, this project's addition; 0 = the
+  original): with that chance a passage with at least two mentions has exactly one of them,
+  chosen uniformly, span-masked instead of the independent per-mention draw; the others stay
+  visible. Independent draws at 0.5 leave a two-mention statement with no masked mention or with
+  both masked half the time; a single span makes every such passage ask for one entity given the
+  other, the way a question asks for its answer given its subject (docs/pretraining.md).
 * **Mention deletion** (``mention_deletion_probability``, this project's addition; 0 = the
   original): with that chance a passage with at least two mentions loses one of them, chosen
   uniformly, from the *encoder* input — its ``<E_s>``, tokens and ``<E_e>`` are removed, not masked —
@@ -78,10 +84,12 @@ class MaskingConfig:
     loss_on_mask_tokens: bool = False
     mention_deletion_probability: float = 0.0
     memory_cue_probability: float = 0.0
+    ssm_single_mention_probability: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("mlm_probability", "ssm_probability", "mlm_random_replace",
-                     "mention_deletion_probability", "memory_cue_probability"):
+                     "mention_deletion_probability", "memory_cue_probability",
+                     "ssm_single_mention_probability"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -153,6 +161,9 @@ def mask_example(input_ids: np.ndarray | list[int], special: SpecialTokenIds, co
 
     starts = clean == special.entity_start
     chosen = starts & (rng.random(clean.shape) < config.ssm_probability)
+    single = _single_span(starts, config.ssm_single_mention_probability, rng)
+    if single is not None:
+        chosen = single
     picked = _memory_cue(clean, special, starts, config.memory_cue_probability, rng, deletable, linked)
     cue = None
     if picked is not None:
@@ -189,6 +200,19 @@ def mention_positions(input_ids: np.ndarray, special: SpecialTokenIds, start: in
     if end < ids.shape[-1] and ids[end] == special.entity_end:
         span[end] = True
     return span
+
+
+def _single_span(starts: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray | None:
+    """The ``<E_s>`` flags of one mention drawn uniformly (the only one span-masked), or None to
+    keep the independent draws. Draws nothing when ``probability`` is 0 (the original masks)."""
+    if probability <= 0.0:
+        return None
+    mentions = np.flatnonzero(starts)
+    if mentions.size < 2 or rng.random() >= probability:
+        return None
+    one = np.zeros(starts.shape, dtype=bool)
+    one[mentions[rng.integers(mentions.size)]] = True
+    return one
 
 
 def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.ndarray, probability: float,
