@@ -26,3 +26,8 @@ PRETRAINING = "pretraining"
 
 #: The parts of the loss the model reports beside the total (``DetailLoss`` fields, log order).
 DETAIL_LOSS_NAMES = ("lm_loss", "el_loss", "encoder_elloss", "decoder_elloss", "final_elloss")
+
+#: ``edmem memory add --init``: how a new entity row starts (docs/knowledge.md).
+ROW_INIT_METHODS = ("name", "type_mean")
+#: ``edmem memory edit --refit``: which linked entities' rows an edit re-fits without ``--rows``.
+EDIT_REFIT_CHOICES = ("linked", "subjects")

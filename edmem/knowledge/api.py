@@ -16,10 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from edmem.constants import EDIT_REFIT_CHOICES, ROW_INIT_METHODS
 from edmem.errors import DataError, EDMemError
 from edmem.knowledge.fit import FitSettings, edit_defaults, fit_rows
 from edmem.knowledge.inputs import NewEntity, read_new_entities, read_passages
-from edmem.knowledge.table import INIT_METHODS, append_rows, hidden_rows, hide_rows, initialise_rows
+from edmem.knowledge.table import append_rows, hidden_rows, hide_rows, initialise_rows
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +117,8 @@ def add_entities(model_dir: str | Path, entities: str | Path | Sequence[NewEntit
                  overwrite: bool = False) -> dict[str, Any]:
     """Append one row per new entity, initialise it (``init``: ``name`` or ``type_mean``), fit the
     new rows only on ``passages`` and write the model to ``output``. Returns the change record."""
-    if init not in INIT_METHODS:
-        raise EDMemError(f"--init {init!r}: expected one of {', '.join(INIT_METHODS)}")
+    if init not in ROW_INIT_METHODS:
+        raise EDMemError(f"--init {init!r}: expected one of {', '.join(ROW_INIT_METHODS)}")
     out = check_output(model_dir, output, overwrite)
     started = time.perf_counter()
     loaded = _load(model_dir)
@@ -165,7 +166,6 @@ def _new_entities(entities: Any, loaded: Any) -> list[NewEntity]:
 
 
 # ---------------------------------------------------------------------------- edit
-REFIT_CHOICES = ("linked", "subjects")
 
 
 def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Path, *,
@@ -175,8 +175,8 @@ def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Pat
     (``refit``) every linked entity or only each passage's subject (its first mention; on the
     demo the answer's row is what carries an edit, docs/knowledge.md). Records rows, norms
     before/after and the passages' hash."""
-    if refit not in REFIT_CHOICES:
-        raise EDMemError(f"--refit {refit!r}: expected one of {', '.join(REFIT_CHOICES)}")
+    if refit not in EDIT_REFIT_CHOICES:
+        raise EDMemError(f"--refit {refit!r}: expected one of {', '.join(EDIT_REFIT_CHOICES)}")
     out = check_output(model_dir, output, overwrite)
     started = time.perf_counter()
     loaded = _load(model_dir)

@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import Any, Sequence
 
+from edmem.constants import EDIT_REFIT_CHOICES, ROW_INIT_METHODS
+
 PROG = "edmem memory"
 
 
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--passages", required=True,
                      help='TEXT.jsonl: {"id", "text", "hyperlinks": {"link_offset", "link_length", '
                           '"link_target"}} per line (may link new and existing entities)')
-    add.add_argument("--init", choices=("name", "type_mean"), default="name",
+    add.add_argument("--init", choices=ROW_INIT_METHODS, default=ROW_INIT_METHODS[0],
                      help="initial value of a new row: the model's reading of the name, or the mean "
                           "of the existing rows of its type (default %(default)s)")
 
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--passages", required=True, help="TEXT.jsonl with the new statements")
     edit.add_argument("--rows", type=_ids, default=None,
                       help="entity ids whose rows to re-fit (default: see --refit)")
-    edit.add_argument("--refit", choices=("linked", "subjects"), default="linked",
+    edit.add_argument("--refit", choices=EDIT_REFIT_CHOICES, default=EDIT_REFIT_CHOICES[0],
                       help="without --rows: re-fit every entity the passages link, or only each passage's "
                            "subject (its first mention) (default %(default)s; docs/knowledge.md)")
 

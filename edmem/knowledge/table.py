@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edmem.constants import ROW_INIT_METHODS
 from edmem.data.entity_rows import NUM_RESERVED, EntityRows
-
-INIT_METHODS = ("name", "type_mean")
 
 
 def append_rows(model: Any, rows: EntityRows, new_ids: Sequence[int]) -> tuple[EntityRows, list[int]]:
@@ -95,8 +94,8 @@ def initialise_rows(model: Any, tokenizer: Any, new_rows: Sequence[int], *, meth
     of the existing rows. ``type_mean``: the mean of the existing rows of the same type
     (``row_types``: row -> type), or of all existing rows when the type is unknown or has none.
     """
-    if method not in INIT_METHODS:
-        raise ValueError(f"init method {method!r}: expected one of {INIT_METHODS}")
+    if method not in ROW_INIT_METHODS:
+        raise ValueError(f"init method {method!r}: expected one of {ROW_INIT_METHODS}")
     table = model.EntityEmbedding.weight
     first_new = min(new_rows)
     scale = reference_norm(model, first_new)
