@@ -202,13 +202,18 @@ def mention_positions(input_ids: np.ndarray, special: SpecialTokenIds, start: in
     return span
 
 
+def _fires(num_mentions: int, probability: float, rng: np.random.Generator) -> bool:
+    """Whether a passage-level option (single span, deletion, cue) applies to this passage: it
+    needs two or more mentions, and draws one number only then — none at all when
+    ``probability`` is 0, so the original masks are reproduced exactly."""
+    return probability > 0.0 and num_mentions >= 2 and rng.random() < probability
+
+
 def _single_span(starts: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray | None:
     """The ``<E_s>`` flags of one mention drawn uniformly (the only one span-masked), or None to
     keep the independent draws. Draws nothing when ``probability`` is 0 (the original masks)."""
-    if probability <= 0.0:
-        return None
     mentions = np.flatnonzero(starts)
-    if mentions.size < 2 or rng.random() >= probability:
+    if not _fires(mentions.size, probability, rng):
         return None
     one = np.zeros(starts.shape, dtype=bool)
     one[mentions[rng.integers(mentions.size)]] = True
@@ -225,7 +230,7 @@ def _deleted_mention(clean: np.ndarray, special: SpecialTokenIds, starts: np.nda
         return None
     mentions = np.flatnonzero(starts)
     candidates = mentions if deletable is None else np.flatnonzero(starts & np.asarray(deletable, dtype=bool))
-    if mentions.size < 2 or candidates.size == 0 or rng.random() >= probability:
+    if candidates.size == 0 or not _fires(mentions.size, probability, rng):
         return None
     return mention_positions(clean, special, int(candidates[rng.integers(candidates.size)]))
 
@@ -236,9 +241,7 @@ def _memory_cue(clean: np.ndarray, special: SpecialTokenIds, starts: np.ndarray,
     """``(deleted, cue)`` for memory-cue masking, or None: a linked mention chosen as the cue (int,
     1 at its ``<E_s>``) and another (deletable) one deleted as in :func:`_deleted_mention`.
     Draws nothing when ``probability`` is 0."""
-    if probability <= 0.0:
-        return None
-    if np.count_nonzero(starts) < 2 or rng.random() >= probability:
+    if not _fires(int(np.count_nonzero(starts)), probability, rng):
         return None
     cues = np.flatnonzero(starts & (True if linked is None else np.asarray(linked, dtype=bool)))
     if cues.size == 0:
