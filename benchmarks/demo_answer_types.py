@@ -63,8 +63,8 @@ def question_words(row: dict) -> set[str]:
     """The question's words with every mention replaced by one placeholder."""
     text = row["question"]
     for offset, length in sorted(zip(row["link_offset"], row["link_length"]), reverse=True):
-        text = text[:offset] + " ENT " + text[offset + length:]
-    return set(re.findall(r"[a-z']+|ENT", text.lower()))
+        text = text[:offset] + " @ " + text[offset + length:]
+    return {"ENT" if w == "@" else w for w in re.findall(r"[a-z']+|@", text.lower())}
 
 
 class NaiveBayesTypes:
