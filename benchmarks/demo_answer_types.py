@@ -9,8 +9,10 @@ hits@1 per group (held-out facts / held-out phrasings / both) is printed for fou
 * ``oracle_type``: only entities of the gold answer's type (an upper bound, not a system);
 * ``type_marginal@w``: log p(e) + w · log P(type(e)), P = the softmax mass per type over the top
   100 — the model's own belief about the type;
-* ``naive_bayes@w``: log p(e) + w · log Q(type(e) | question), Q = a Bernoulli naive-Bayes model
-  of the answer type from the *train* questions' words (mention text blanked).
+* ``answer_type_prior@w``: log p(e) + w · log Q(type(e) | question), Q = the product's
+  answer-type prior (``edmem.inference.answer_types``: a Bernoulli naive-Bayes model of the
+  answer type from the *train* questions' words, mentions blanked) — what ``edmem demo
+  --answer_type_weight w`` does at prediction time.
 
 Entity types come from the run's ``entid2entityitemid_geo.json``. Dev only: nothing here reads
 test. Used in docs/demo.md ("Answer types")::
@@ -23,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from edmem.demo.groups import group_hits
 from edmem.demo.questions import EVAL_GROUPS
+from edmem.inference.answer_types import AnswerTypePrior
 from edmem.demo.pipeline import run_qa
 
 WEIGHTS = (0.5, 1.0, 2.0)
@@ -59,38 +61,14 @@ def el_rows(run: Path, split: str) -> list[dict]:
     return [r for r in rows if r.get("answer_entity")]
 
 
-def question_words(row: dict) -> set[str]:
-    """The question's words with every mention replaced by one placeholder."""
-    text = row["question"]
-    for offset, length in sorted(zip(row["link_offset"], row["link_length"]), reverse=True):
-        text = text[:offset] + " @ " + text[offset + length:]
-    return {"ENT" if w == "@" else w for w in re.findall(r"[a-z']+|@", text.lower())}
+def spans(row: dict) -> list[tuple[int, int]]:
+    return [(o, o + n) for o, n in zip(row["link_offset"], row["link_length"])]
 
 
-class NaiveBayesTypes:
-    """Bernoulli naive Bayes over question words → answer type (add-0.1 smoothing)."""
-
-    def __init__(self, rows: list[dict], types: dict[int, str]):
-        self.docs: Counter = Counter()
-        self.words: dict[str, Counter] = defaultdict(Counter)
-        for row in rows:
-            t = types[row["answer_entity"][0][0]]
-            self.docs[t] += 1
-            self.words[t].update(question_words(row))
-        self.vocab = set().union(*self.words.values())
-
-    def log_probs(self, row: dict) -> dict[str, float]:
-        present = question_words(row) & self.vocab
-        scores = {}
-        for t, n in self.docs.items():
-            score = math.log(n)
-            for w in self.vocab:
-                p = (self.words[t][w] + 0.1) / (n + 0.2)
-                score += math.log(p if w in present else 1.0 - p)
-            scores[t] = score
-        top = max(scores.values())
-        z = math.log(sum(math.exp(s - top) for s in scores.values())) + top
-        return {t: s - z for t, s in scores.items()}
+def fit_prior(rows: list[dict], types: dict[int, str]) -> AnswerTypePrior:
+    """The answer-type prior of the train questions (weight set per ranking)."""
+    return AnswerTypePrior.fit([(r["question"], spans(r), types[r["answer_entity"][0][0]]) for r in rows
+                                if r["answer_entity"][0][0] in types], weight=1.0)
 
 
 def log_softmax(scores: list[float]) -> list[float]:
@@ -99,19 +77,18 @@ def log_softmax(scores: list[float]) -> list[float]:
     return [s - z for s in scores]
 
 
-def rankings(row: dict, pred: dict, types: dict[int, str], nb: NaiveBayesTypes) -> dict[str, int]:
+def rankings(row: dict, pred: dict, types: dict[int, str], priors: dict[float, AnswerTypePrior]) -> dict[str, int]:
     """Top-1 entity id under each ranking."""
     ids, logp = pred["ids"], log_softmax(pred["scores"])
     gold_types = {types[e] for e, _ in row["answer_entity"]}
     mass: Counter = Counter()
     for e, lp in zip(ids, logp):
         mass[types.get(e)] += math.exp(lp)
-    q = nb.log_probs(row)
     out = {"model": ids[0],
            "oracle_type": next((e for e in ids if types.get(e) in gold_types), ids[0])}
     for w in WEIGHTS:
         out[f"type_marginal@{w}"] = max(zip(ids, logp), key=lambda x: x[1] + w * math.log(mass[types.get(x[0])] + 1e-30))[0]
-        out[f"naive_bayes@{w}"] = max(zip(ids, logp), key=lambda x: x[1] + w * q.get(types.get(x[0]), -30.0))[0]
+        out[f"answer_type_prior@{w}"] = priors[w].rerank(ids, pred["scores"], types.get, row["question"], spans(row))[0][0]
     return out
 
 
@@ -122,12 +99,13 @@ def main() -> None:
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in args.run:
         types = entity_types(run)
-        nb = NaiveBayesTypes(el_rows(run, "train"), types)
+        prior = fit_prior(el_rows(run, "train"), types)
+        priors = {w: AnswerTypePrior(w, prior.questions, prior.words) for w in WEIGHTS}
         scores = dev_scores(run)
         dev = el_rows(run, "dev")
         top1: dict[str, dict[str, list]] = defaultdict(dict)
         for row in dev:
-            for name, entity in rankings(row, scores[str(row["id"])], types, nb).items():
+            for name, entity in rankings(row, scores[str(row["id"])], types, priors).items():
                 top1[name][str(row["id"])] = ["", [entity]]
         for name, predictions in top1.items():
             groups = group_hits(predictions, dev, ks=(1,))

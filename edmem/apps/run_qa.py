@@ -34,7 +34,10 @@ from edmem.data.formats import load_el_split
 from edmem.data.jsonio import check_file
 from edmem.errors import USER_ERRORS, CheckpointError, DataError, UsageError
 from edmem.evaluation.api import SelectionScores, selection_scores
+from edmem.inference.answer_types import (ANSWER_TYPES, AnswerTypePrior, fit_from_examples,
+                                          load_answer_types, rerank_predictions)
 from edmem.inference.export import export_model_dir as write_model_dir
+from edmem.inference.export import load_entity_types
 from edmem.inference.model_dir import load_model_dir, read_metadata
 from edmem.inference.predict import predict_entities
 from edmem.inference.writer import (prediction_paths, predictions_object, write_predictions,
@@ -203,9 +206,37 @@ def export_model_dir(args: argparse.Namespace, out: Path, config: Any, tokenizer
     target = write_model_dir(out, out / "model", config=config, tokenizer=tokenizer,
                     id2entity_file=args.id2entity_file, rows=rows, encoding=options,
                     alias_file=args.alias_file, name=Path(args.output_dir).name or "edmem",
-                    extra={"task": args.task})
+                    extra={"task": args.task}, answer_types=load_answer_types(out))
     logger.info("Model directory written to %s", target)
     return target
+
+
+def fit_answer_types(args: argparse.Namespace, out: Path, dist: DistInfo,
+                     train_examples: list) -> AnswerTypePrior | None:
+    """``--answer_type_weight`` > 0: the answer-type prior fitted on the train split, saved in
+    ``--output_dir`` (the model directory gets a copy; prediction reads it there). 0: none, and
+    one left by an earlier run in the same directory is removed so that it cannot rerank."""
+    path = out / ANSWER_TYPES
+    if args.answer_type_weight <= 0:
+        if dist.is_main and path.exists():
+            path.unlink()
+            logger.warning("Removed %s of an earlier run (--answer_type_weight 0)", path)
+        return None
+    prior = fit_from_examples(train_examples, load_entity_types(args.id2entity_file),
+                              args.answer_type_weight, args.id2entity_file)
+    if dist.is_main:
+        prior.save(out)
+    logger.info("Answer-type prior: %d typed train questions over %d types (%s), weight %g",
+                sum(prior.questions.values()), len(prior.questions), ", ".join(prior.types),
+                prior.weight)
+    return prior
+
+
+def type_lookup(args: argparse.Namespace, names: Any) -> Callable[[int], str | None]:
+    """id -> entity type: a model directory's entity table, else --id2entity_file's ``type``s."""
+    if hasattr(names, "type_of"):
+        return names.type_of
+    return load_entity_types(args.id2entity_file).get
 
 
 def _has_checkpoint(out: Path) -> bool:
@@ -267,9 +298,14 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                     out / ck.TRAINING_STATE, state.epoch + 1, state.batch_in_epoch,
                     state.global_step, state.best * 100, state.wait)
 
+    prior = fit_answer_types(args, out, dist, splits["train"])
+    type_of = type_lookup(args, names) if prior is not None else None
+
     def evaluate() -> DevResult:
         predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows,
                                        precision=precision)
+        if prior is not None:
+            rerank_predictions(prior, predictions.topk, predictions.scores, splits["dev"], type_of)
         return dev_result(selection_scores(predictions_object(predictions.topk, names), splits["dev"]))
 
     def save_best(epoch: int, step: int, result) -> None:
@@ -322,6 +358,11 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
     predictions = predict_entities(model, eval_dataset(examples), collate,
                                    args.predict_batch_size, dist, rows, progress=True,
                                    precision=run_precision(args, dist))
+    prior = load_answer_types(args.model if args.model is not None else out)
+    if prior is not None:
+        logger.info("Reranking each prediction's top k by the answer-type prior (weight %g, %d types)",
+                    prior.weight, len(prior.questions))
+        rerank_predictions(prior, predictions.topk, predictions.scores, examples, type_lookup(args, names))
     pred_path, score_path = prediction_paths(out, args.prefix)
     if dist.is_main:
         write_predictions(pred_path, predictions.topk, names)

@@ -70,6 +70,8 @@ HELP: dict[str, tuple[str, str]] = {
     "wait_step": ("fine-tuning", "evaluations without dev improvement before stopping"),
     "freeze_entity_memory": ("fine-tuning", "keep the pretrained entity table fixed while fine-tuning "
                                             "(not for the no-pretraining baseline)"),
+    "answer_type_weight": ("fine-tuning", "weight of the answer-type prior that reranks the EL head's "
+                                          "top 100 (0 = off; not in the original)"),
     "num_threads": ("run", "torch CPU threads (0 = torch's default; 1 is fastest for this tiny model)"),
     "device": ("run", "auto = CUDA when a GPU is visible, else CPU; cpu or cuda to insist"),
     "skip_no_pretrain_baseline": ("run", "skip the random-initialisation baseline (saves ~1.5 min)"),

@@ -103,6 +103,9 @@ class DemoSettings:
     # the questions then cannot overwrite the facts of entities they do not ask about. Only for
     # the pretrained model; the no-pretraining baseline's random table has nothing to keep.
     freeze_entity_memory: bool = True
+    # Rerank the EL head's top 100 by an answer-type prior fitted on the train questions (run_QA
+    # --answer_type_weight; not in the original; 0 = off). Chosen on dev (docs/demo.md, "Answer types").
+    answer_type_weight: float = 0.5
     # run control
     # One thread: this tiny model's matrices are too small to gain from a second one, and several
     # threads thrash on a shared machine (measured 10x slower per step under load; docs/demo.md).
@@ -313,7 +316,8 @@ def run_qa_argv(s: DemoSettings, paths: Any, model_dir: Path, out: Path, *, trai
                  "--learning_rate", str(s.finetune_lr), "--num_train_epochs", str(s.finetune_epochs),
                  "--warmup_ratio", "0.05", "--max_grad_norm", "1.0",
                  "--eval_period", str(s.finetune_eval_period), "--wait_step", str(s.wait_step),
-                 "--save_training_state", "False", "--tensorboard", "True"]
+                 "--save_training_state", "False", "--tensorboard", "True",
+                 "--answer_type_weight", str(s.answer_type_weight)]
         if pretrain_ckpt is not None:
             argv += ["--pretrain_ckpt", str(pretrain_ckpt),
                      "--freeze_entity_memory", str(s.freeze_entity_memory)]

@@ -46,7 +46,7 @@ def load_entity_types(path: str | Path) -> dict[int, str]:
 def export_model_dir(checkpoint: str | Path, target: str | Path, *, config: Any, tokenizer: Any,
                      id2entity_file: str | Path, rows: Any, encoding: Any,
                      alias_file: str | Path | None = None, name: str | None = None,
-                     extra: Mapping[str, Any] | None = None) -> Path:
+                     extra: Mapping[str, Any] | None = None, answer_types: Any = None) -> Path:
     """Load the weights of ``checkpoint`` (a folder with pytorch_model.bin / model.safetensors, or
     a file) into a model built from ``config`` and write the model directory ``target``."""
     from edmem.modeling.checkpoints import load_original_state_dict
@@ -64,7 +64,8 @@ def export_model_dir(checkpoint: str | Path, target: str | Path, *, config: Any,
     info = {"source_checkpoint": str(Path(checkpoint).resolve()),
             "id2entity_file": str(id2entity_file), **dict(extra or {})}
     return save_model_dir(target, model=model.eval(), tokenizer=tokenizer, entities=entities,
-                          rows=rows, encoding=encoding, aliases=aliases, name=name, extra=info)
+                          rows=rows, encoding=encoding, aliases=aliases, name=name, extra=info,
+                          answer_types=answer_types)
 
 
 def write_alias_file(path: str | Path, aliases: Mapping[int, list[str]]) -> Path:

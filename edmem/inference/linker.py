@@ -15,6 +15,7 @@ many are shown. docs/linking.md describes the rules and the result fields.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -197,13 +198,14 @@ class EntityLinker:
             out = self.model(**inputs, return_dict=True)
         enc_ids, final_ids = out.topk_entity[0].cpu(), out.topk_entity[2].cpu()
         enc_probs = torch.softmax(out.topk_scores[0].float(), dim=-1).cpu()
-        final_probs = torch.softmax(out.topk_scores[2].float(), dim=-1).cpu()
+        final_scores = out.topk_scores[2].float().cpu()
+        final_probs = torch.softmax(final_scores, dim=-1)
         # Encoder reads come in row-major <E_s> order: count them per question.
         per_row = (batch["input_ids"] == self.entity_start_id).sum(dim=1).tolist()
         results = []
         read = 0
         for row, p in enumerate(prepared):
-            top = self._scores(final_ids[row, :k], final_probs[row, :k])
+            top = self._answers(p, final_ids[row], final_scores[row], final_probs[row], k)
             mentions = []
             for j, (start, end) in enumerate(p.spans):
                 entities = (self._scores(enc_ids[read + j, :k], enc_probs[read + j, :k])
@@ -213,6 +215,19 @@ class EntityLinker:
             results.append(LinkResult(p.text, top[0] if top else None, top, mentions,
                                       no_mention=not p.spans))
         return results
+
+    def _answers(self, p: "Prepared", rows: Any, scores: Any, probs: Any, k: int) -> list[EntityScore]:
+        """The EL head's top ``k``: the model's order, or, when the model directory has an
+        answer-type prior, all K candidates reranked by it (scores: the combined probabilities)."""
+        prior = self.model_dir.answer_types
+        if prior is None:
+            return self._scores(rows[:k], probs[:k])
+        ids = self.model_dir.rows.rows_to_ids(rows.numpy()).tolist()
+        order, log_probs = prior.rerank(ids, scores.tolist(), self.model_dir.entities.type_of,
+                                        p.text, p.spans)
+        entities = self.model_dir.entities
+        return [EntityScore(int(i), entities.get(int(i)) or "", round(math.exp(lp), 6), entities.type_of(int(i)))
+                for i, lp in zip(order[:k], log_probs[:k])]
 
     def _scores(self, rows: Any, probs: Any) -> list[EntityScore]:
         ids = self.model_dir.rows.rows_to_ids(rows.numpy())

@@ -81,7 +81,7 @@ def _save(loaded: Any, output: Path, record: dict[str, Any], history: list[dict[
     extra["memory_changes"] = len(history) + 1
     save_model_dir(output, model=loaded.model, tokenizer=loaded.tokenizer, entities=loaded.entities,
                    rows=loaded.rows, encoding=loaded.encoding, aliases=loaded.aliases,
-                   name=output.name, extra=extra)
+                   name=output.name, extra=extra, answer_types=loaded.answer_types)
     atomic_write_text(output / LOG_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                                  for r in [*history, record]))
     return output

@@ -229,6 +229,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("save_training_state", True, G_RUN,
          "[edmem] save model+optimizer+RNG state at every evaluation so --resume can continue",
          boolean=True, modes=_TRAIN),
+    Flag("answer_type_weight", 0.0, G_RUN,
+         "[edmem] > 0: fit an answer-type prior (naive Bayes over the train questions' words, the "
+         "answers' types from --id2entity_file) and rerank every prediction's top-k by "
+         "log p + weight * log Q(type | question); saved as answer_types.json with the model "
+         "(not in the original; 0 = off; docs/linking.md)", type=finite_float, modes=_TRAIN),
     Flag("save_scores", False, G_RUN,
          "[edmem] also write {prefix}prediction_scores.json (the top-k scores)", boolean=True),
     Flag("tensorboard", True, G_RUN, "[edmem] write TensorBoard scalars to <output_dir>/tensorboard",
