@@ -18,6 +18,9 @@ Entity types come from the run's ``entid2entityitemid_geo.json``. Dev only: noth
 test. Used in docs/demo.md ("Answer types")::
 
     python benchmarks/demo_answer_types.py --run runs/demo-s0 --run runs/demo-s1 --run runs/demo-s2
+
+``--timing`` also prints the prior's CPU cost: fitting it on the train split, and reranking one
+dev question's top 100 (what every prediction pays with ``--answer_type_weight``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -92,10 +96,33 @@ def rankings(row: dict, pred: dict, types: dict[int, str], priors: dict[float, A
     return out
 
 
+def timing(run: Path, repeats: int = 5) -> dict[str, float]:
+    """CPU seconds of fitting the prior on the train split and of reranking one dev question's
+    top 100 (the work ``--answer_type_weight`` adds to every prediction)."""
+    types, train, dev = entity_types(run), el_rows(run, "train"), el_rows(run, "dev")
+    scores = dev_scores(run)
+    start = time.process_time()
+    for _ in range(repeats):
+        prior = fit_prior(train, types)
+    fit = (time.process_time() - start) / repeats
+    start = time.process_time()
+    for _ in range(repeats):
+        for row in dev:
+            pred = scores[str(row["id"])]
+            prior.rerank(pred["ids"], pred["scores"], types.get, row["question"], spans(row))
+    per_question = (time.process_time() - start) / repeats / len(dev)
+    return {"fit_cpu_s": round(fit, 4), "rerank_cpu_ms_per_question": round(1000 * per_question, 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True, type=Path, help="an edmem demo --output_dir")
+    parser.add_argument("--timing", action="store_true",
+                        help="also time the prior's fit and its rerank of one dev question (CPU seconds)")
     args = parser.parse_args()
+    if args.timing:
+        for run in args.run:
+            print(json.dumps({"run": str(run), **timing(run)}))
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in args.run:
         types = entity_types(run)
