@@ -225,15 +225,16 @@ class EntityLinker:
         ids = self.model_dir.rows.rows_to_ids(rows.numpy()).tolist()
         order, log_probs = prior.rerank(ids, scores.tolist(), self.model_dir.entities.type_of,
                                         p.text, p.spans)
-        entities = self.model_dir.entities
-        return [EntityScore(int(i), entities.get(int(i)) or "", round(math.exp(lp), 6), entities.type_of(int(i)))
-                for i, lp in zip(order[:k], log_probs[:k])]
+        return [self._entity(i, math.exp(lp)) for i, lp in zip(order[:k], log_probs[:k])]
 
     def _scores(self, rows: Any, probs: Any) -> list[EntityScore]:
         ids = self.model_dir.rows.rows_to_ids(rows.numpy())
+        return [self._entity(i, p) for i, p in zip(ids, probs.tolist())]
+
+    def _entity(self, entity_id: Any, probability: float) -> EntityScore:
         entities = self.model_dir.entities
-        return [EntityScore(int(i), entities.get(int(i)) or "", round(float(p), 6), entities.type_of(int(i)))
-                for i, p in zip(ids, probs.tolist())]
+        return EntityScore(int(entity_id), entities.get(int(entity_id)) or "", round(float(probability), 6),
+                           entities.type_of(int(entity_id)))
 
 
 def linker_device(device: Any) -> Any:
