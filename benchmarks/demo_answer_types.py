@@ -34,7 +34,7 @@ from pathlib import Path
 
 from edmem.demo.groups import group_hits
 from edmem.demo.questions import EVAL_GROUPS
-from edmem.inference.answer_types import AnswerTypePrior
+from edmem.inference.answer_types import AnswerTypePrior, log_softmax
 from edmem.demo.pipeline import run_qa
 
 WEIGHTS = (0.5, 1.0, 2.0)
@@ -73,12 +73,6 @@ def fit_prior(rows: list[dict], types: dict[int, str]) -> AnswerTypePrior:
     """The answer-type prior of the train questions (weight set per ranking)."""
     return AnswerTypePrior.fit([(r["question"], spans(r), types[r["answer_entity"][0][0]]) for r in rows
                                 if r["answer_entity"][0][0] in types], weight=1.0)
-
-
-def log_softmax(scores: list[float]) -> list[float]:
-    top = max(scores)
-    z = math.log(sum(math.exp(s - top) for s in scores)) + top
-    return [s - z for s in scores]
 
 
 def rankings(row: dict, pred: dict, types: dict[int, str], priors: dict[float, AnswerTypePrior]) -> dict[str, int]:

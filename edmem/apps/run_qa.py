@@ -211,25 +211,26 @@ def export_model_dir(args: argparse.Namespace, out: Path, config: Any, tokenizer
     return target
 
 
-def fit_answer_types(args: argparse.Namespace, out: Path, dist: DistInfo,
-                     train_examples: list) -> AnswerTypePrior | None:
+def fit_answer_types(args: argparse.Namespace, out: Path, dist: DistInfo, train_examples: list
+                     ) -> tuple[AnswerTypePrior, Callable[[int], str | None]] | tuple[None, None]:
     """``--answer_type_weight`` > 0: the answer-type prior fitted on the train split, saved in
-    ``--output_dir`` (the model directory gets a copy; prediction reads it there). 0: none, and
-    one left by an earlier run in the same directory is removed so that it cannot rerank."""
+    ``--output_dir`` (the model directory gets a copy; prediction reads it there), and the
+    id -> type lookup it was fitted with. 0: none, and one left by an earlier run in the same
+    directory is removed so that it cannot rerank."""
     path = out / ANSWER_TYPES
     if args.answer_type_weight <= 0:
         if dist.is_main and path.exists():
             path.unlink()
             logger.warning("Removed %s of an earlier run (--answer_type_weight 0)", path)
-        return None
-    prior = fit_from_examples(train_examples, load_entity_types(args.id2entity_file),
-                              args.answer_type_weight, args.id2entity_file)
+        return None, None
+    types = load_entity_types(args.id2entity_file)
+    prior = fit_from_examples(train_examples, types, args.answer_type_weight, args.id2entity_file)
     if dist.is_main:
         prior.save(out)
     logger.info("Answer-type prior: %d typed train questions over %d types (%s), weight %g",
                 sum(prior.questions.values()), len(prior.questions), ", ".join(prior.types),
                 prior.weight)
-    return prior
+    return prior, types.get
 
 
 def type_lookup(args: argparse.Namespace, names: Any) -> Callable[[int], str | None]:
@@ -298,8 +299,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
                     out / ck.TRAINING_STATE, state.epoch + 1, state.batch_in_epoch,
                     state.global_step, state.best * 100, state.wait)
 
-    prior = fit_answer_types(args, out, dist, splits["train"])
-    type_of = type_lookup(args, names) if prior is not None else None
+    prior, type_of = fit_answer_types(args, out, dist, splits["train"])
 
     def evaluate() -> DevResult:
         predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows,

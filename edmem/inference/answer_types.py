@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from edmem.errors import DataError
+from edmem.runtime.atomic import atomic_write_text
 
 #: File name in a model directory (and in a training ``--output_dir``).
 ANSWER_TYPES = "answer_types.json"
@@ -107,10 +108,10 @@ class AnswerTypePrior:
             return [], []
         log_q = self.log_probs(text, spans)
         unknown = -math.log(len(log_q))
-        log_p = _log_softmax(scores)
+        log_p = log_softmax(scores)
         combined = [lp + self.weight * log_q.get(type_of(int(e)) or "", unknown) for e, lp in zip(ids, log_p)]
         order = sorted(range(len(ids)), key=lambda i: -combined[i])   # stable: ties keep the model's order
-        renormalised = _log_softmax([combined[i] for i in order])
+        renormalised = log_softmax([combined[i] for i in order])
         return [int(ids[i]) for i in order], renormalised
 
     def to_json(self) -> dict[str, Any]:
@@ -118,9 +119,8 @@ class AnswerTypePrior:
                 "questions": self.questions, "words": self.words}
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / ANSWER_TYPES
-        path.write_text(json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
-        return path
+        return atomic_write_text(Path(directory) / ANSWER_TYPES,
+                                 json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def load_answer_types(directory: str | Path) -> AnswerTypePrior | None:
@@ -148,7 +148,7 @@ def fit_from_examples(examples: Iterable[Any], types: Mapping[int, str | None], 
         if not answer_type:
             untyped += 1
             continue
-        triples.append((ex.question, [(m.offset, m.offset + m.length) for m in ex.mentions], answer_type))
+        triples.append((ex.question, mention_spans(ex), answer_type))
     if not triples:
         raise DataError(f"no training question has an answer entity with a \"type\" ({untyped} without): "
                         "the answer-type prior needs typed entities", source)
@@ -161,11 +161,16 @@ def rerank_predictions(prior: AnswerTypePrior, topk: dict[str, list[int]], score
     for ex in examples:
         qid = str(ex.id)
         if qid in topk and scores.get(qid):
-            spans = [(m.offset, m.offset + m.length) for m in ex.mentions]
-            topk[qid], scores[qid] = prior.rerank(topk[qid], scores[qid], type_of, ex.question, spans)
+            topk[qid], scores[qid] = prior.rerank(topk[qid], scores[qid], type_of, ex.question, mention_spans(ex))
 
 
-def _log_softmax(values: Sequence[float]) -> list[float]:
+def mention_spans(example: Any) -> list[Span]:
+    """(start, end) character spans of an ``ELExample``'s mentions."""
+    return [(m.offset, m.end) for m in example.mentions]
+
+
+def log_softmax(values: Sequence[float]) -> list[float]:
+    """log of the softmax of ``values`` (max-shifted)."""
     top = max(values)
     log_z = top + math.log(sum(math.exp(v - top) for v in values))
     return [v - log_z for v in values]

@@ -166,8 +166,6 @@ def _new_entities(entities: Any, loaded: Any) -> list[NewEntity]:
 
 
 # ---------------------------------------------------------------------------- edit
-
-
 def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Path, *,
                   ids: Sequence[int] | None = None, refit: str = "linked", settings: FitSettings | None = None,
                   lowercase: bool | None = None, overwrite: bool = False) -> dict[str, Any]:
