@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_answer_types.py"
+import bench_scripts
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("demo_answer_types", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_scripts.load("demo_answer_types")
 
 
 TYPES = {10: "currency", 11: "currency", 20: "language", 21: "language", 30: "country"}

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_seeds_summary.py"
+import bench_scripts
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("demo_seeds_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_scripts.load("demo_seeds_summary")
 
 
 def _summary(h_all: float, h_fact: float, h_both: float) -> dict:
