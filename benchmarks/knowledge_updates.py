@@ -63,6 +63,7 @@ class World:
     kb: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    prior: Any = None       # the fine-tuned model's answer-type prior, when it has one
 
 
 def load_world(demo_dir: Path) -> World:
@@ -71,6 +72,7 @@ def load_world(demo_dir: Path) -> World:
     from edmem.data.examples import ELEncodingOptions
     from edmem.data.tokenization import load_tokenizer
     from edmem.demo.knowledge_base import build_knowledge_base
+    from edmem.inference.answer_types import load_answer_types
     from edmem.modeling.checkpoints import load_original_state_dict
     from edmem.modeling.model import EDMemModel
 
@@ -85,14 +87,18 @@ def load_world(demo_dir: Path) -> World:
     settings = json.loads((demo_dir / "settings.json").read_text())
     kb = build_knowledge_base(num_cities=settings["num_cities"] or None)
     return World(demo_dir, model, load_tokenizer(demo_dir / "tokenizer"), EntityRows.load(finetune), names, types,
-                 ELEncodingOptions(), kb, seed=int(settings.get("seed", 0)))
+                 ELEncodingOptions(), kb, seed=int(settings.get("seed", 0)), prior=load_answer_types(finetune))
 
 
 # ---------------------------------------------------------------------------- asking questions
-def top1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> dict[str, int]:
-    """The EL head's best entity id per question (the product's prediction path)."""
+def top1(world: World, model: Any, rows: Any, examples: Sequence[Any], overrides: Any = None) -> dict[str, int]:
+    """The best entity id per question on the product's prediction path: the EL head's top K,
+    reranked by the model's answer-type prior when it has one, then ``overrides`` (fact
+    overrides, ``edmem.inference.fact_overrides``) when given."""
     from edmem.data.collate import ELCollator
     from edmem.data.dataset import ELDataset
+    from edmem.inference.answer_types import rerank_predictions
+    from edmem.inference.fact_overrides import override_predictions
     from edmem.inference.predict import predict_entities
     from edmem.runtime.distributed import DistInfo
 
@@ -103,6 +109,10 @@ def top1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> dict[s
     collate = ELCollator(pad_token_id=model.config.pad_token_id,
                          decoder_start_token_id=model.config.decoder_start_token_id)
     preds = predict_entities(model, dataset, collate, QA_BATCH, DistInfo(), rows)
+    if world.prior is not None:
+        rerank_predictions(world.prior, preds.topk, preds.scores, examples, world.types.get)
+    if overrides:
+        override_predictions(overrides, preds.topk, preds.scores, examples, world.types.get)
     return {qid: int(ids[0]) for qid, ids in preds.topk.items()}
 
 
@@ -141,8 +151,8 @@ def mention_recall1(world: World, model: Any, rows: Any, examples: Sequence[Any]
     return good / len(dataset)
 
 
-def hits1(world: World, model: Any, rows: Any, examples: Sequence[Any]) -> float:
-    best = top1(world, model, rows, examples)
+def hits1(world: World, model: Any, rows: Any, examples: Sequence[Any], overrides: Any = None) -> float:
+    best = top1(world, model, rows, examples, overrides)
     good = sum(best[e.id] in {a for a, _ in e.answer_entities or []} for e in examples)
     return good / max(1, len(examples))
 
@@ -198,7 +208,20 @@ def heldout_inputs(world: World, ids: Sequence[int]) -> tuple[list[Any], list[An
     return entities, passages, asked
 
 
-def run_add(world: World, ids: Sequence[int], *, init: str, settings: Any) -> dict[str, Any]:
+def passage_overrides(world: World, passages: Sequence[Any], subjects: set[int] | None = None,
+                      overrides: Any = None) -> Any:
+    """Fact overrides from ``passages`` the way ``edmem memory add/edit`` builds them (added to
+    ``overrides`` when given)."""
+    from edmem.inference.fact_overrides import FactOverrides
+    from edmem.knowledge.inputs import passage_statements
+
+    overrides = overrides if overrides is not None else FactOverrides()
+    overrides.add_statements(passage_statements(passages), world.types.get,
+                             subjects.__contains__ if subjects is not None else None)
+    return overrides
+
+
+def run_add(world: World, ids: Sequence[int], *, init: str, settings: Any, overrides: bool = True) -> dict[str, Any]:
     from edmem.knowledge.fit import fit_rows
     from edmem.knowledge.table import append_rows, initialise_rows
 
@@ -212,12 +235,15 @@ def run_add(world: World, ids: Sequence[int], *, init: str, settings: Any) -> di
                     types=[e.type for e in entities], row_types=row_types, bos_prefix=True,
                     max_length=settings.max_length)
     fit = fit_rows(model, world.tokenizer, rows, passages, new_rows, settings)
+    facts = passage_overrides(world, passages, {e.id for e in entities}) if overrides else None
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     model.eval()
     return {"entities": len(entities), "passages": len(passages), "questions": len(asked),
-            "hits@1_before": before, "hits@1_after": hits1(world, model, rows, asked),
+            "hits@1_before": before, "hits@1_after": hits1(world, model, rows, asked, facts),
+            "hits@1_after_rows_only": hits1(world, model, rows, asked) if overrides else None,
+            "fact_overrides": len(facts) if facts is not None else None,
             "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "fit": fit.to_json(),
-            "_model": model, "_rows": rows}
+            "_model": model, "_rows": rows, "_overrides": facts}
 
 
 def source_model_dir(world: World, work: Path) -> Path:
@@ -240,7 +266,7 @@ def source_model_dir(world: World, work: Path) -> Path:
 
 
 def run_add_api(world: World, ids: Sequence[int], *, init: str, settings: Any, work: Path,
-                source: Path) -> dict[str, Any]:
+                source: Path, overrides: bool = True) -> dict[str, Any]:
     """``edmem.knowledge.add_entities`` end to end (model directory in, model directory out),
     then the new directory answers the held-out questions."""
     from edmem.inference.model_dir import load_model_dir
@@ -257,15 +283,19 @@ def run_add_api(world: World, ids: Sequence[int], *, init: str, settings: Any, w
         if set(json.loads(line)["hyperlinks"]["link_target"]) & wanted), encoding="utf-8")
     wall, cpu = time.perf_counter(), time.process_time()
     record = add_entities(source, work / "new.jsonl", work / "passages.jsonl", work / "model", init=init,
-                          settings=settings, overwrite=True)
+                          settings=settings, overwrite=True, overrides=overrides)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     added = load_model_dir(work / "model")
     return {"entities": len(entities), "passages": len(passages), "questions": len(asked),
             "hits@1_before": hits1(world, world.model, world.rows, asked),
-            "hits@1_after": hits1(world, added.model, added.rows, asked),
+            "hits@1_after": hits1(world, added.model, added.rows, asked, added.fact_overrides),
+            "hits@1_after_rows_only": hits1(world, added.model, added.rows, asked),
+            "fact_overrides": record["fact_overrides"] and {k: v for k, v in record["fact_overrides"].items()
+                                                            if k != "entries"},
             "mention_recall@1_after": mention_recall1(world, added.model, added.rows, asked),
             "api_seconds": round(wall, 2), "api_cpu_seconds": round(cpu, 2), "fit": record["fit"],
-            "name_mismatches": record["passages"]["name_mismatches"], "_model": added.model, "_rows": added.rows}
+            "name_mismatches": record["passages"]["name_mismatches"], "_model": added.model, "_rows": added.rows,
+            "_overrides": added.fact_overrides}
 
 
 def reference_hits(world: World, relations: set[str]) -> dict[str, Any]:
@@ -418,15 +448,15 @@ def subject_facts(world: World, edits: Sequence[Edit], count: int = 300, seed: i
 
 def edit_rows(world: World, edit: Edit, rows_mode: str) -> list[int]:
     ids = {"subject": [edit.country.id], "object": [edit.new.id],
-           "linked": [edit.country.id, edit.new.id]}[rows_mode]
+           "linked": [edit.country.id, edit.new.id], "none": []}[rows_mode]
     return [world.rows.id_to_row(i) for i in ids]
 
 
-def score_edits(world: World, model: Any, edits: Sequence[Edit]) -> dict[str, float]:
+def score_edits(world: World, model: Any, edits: Sequence[Edit], overrides: Any = None) -> dict[str, float]:
     """Efficacy, generalisation (every other frame), and generalisation split into the frames EL
     fine-tuning asked in and the ones it never saw (held-out phrasings)."""
     best = top1(world, model, world.rows, [e.efficacy for e in edits]
-                + [q for e in edits for q in e.generalisation])
+                + [q for e in edits for q in e.generalisation], overrides)
     right = lambda q: best[q.id] in {a for a, _ in q.answer_entities}  # noqa: E731
     mean = lambda xs: sum(xs) / max(1, len(xs))  # noqa: E731
     gen = [(right(q), held) for e in edits for q, held in zip(e.generalisation, e.heldout_phrasing)]
@@ -436,13 +466,18 @@ def score_edits(world: World, model: Any, edits: Sequence[Edit]) -> dict[str, fl
 
 
 def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *, settings: Any,
-              batch_settings: Any, rows_mode: str, batch: bool = True) -> dict[str, Any]:
+              batch_settings: Any, rows_mode: str, batch: bool = True, overrides: bool = True) -> dict[str, Any]:
+    """The edits one at a time (each on the previous result) and in one batch: rows re-fitted
+    per ``rows_mode`` (``none``: no row moves) and, with ``overrides``, the edits' statements
+    kept as fact overrides."""
+    from edmem.inference.fact_overrides import FactOverrides
     from edmem.knowledge.fit import fit_rows
 
     base = world.model
     old_facts = [question(f"old-{k}", e.efficacy_template, e.country, e.old) for k, e in enumerate(edits)]
     others = subject_facts(world, edits)
-    out: dict[str, Any] = {"edits": len(edits), "rows_mode": rows_mode, "subject_other_questions": len(others),
+    out: dict[str, Any] = {"edits": len(edits), "rows_mode": rows_mode, "fact_overrides": overrides,
+                           "subject_other_questions": len(others),
                            "before": {**score_edits(world, base, edits),
                                       "old_answer_hits@1": hits1(world, base, world.rows, old_facts),
                                       "old_answer_hits@1_subject_rows_zeroed": hits1(
@@ -452,17 +487,22 @@ def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *
                                       "subject_other_facts_hits@1": hits1(world, base, world.rows, others)}}
     # one at a time, each on the result of the previous
     model = copy.deepcopy(base)
+    facts = FactOverrides() if overrides else None
     seconds, cpu, immediate = [], [], 0
     for edit in edits:
         t, c = time.perf_counter(), time.process_time()
-        fit_rows(model, world.tokenizer, world.rows, edit.passages, edit_rows(world, edit, rows_mode), settings)
+        rows = edit_rows(world, edit, rows_mode)
+        if rows:
+            fit_rows(model, world.tokenizer, world.rows, edit.passages, rows, settings)
+        if facts is not None:
+            passage_overrides(world, edit.passages, overrides=facts)
         seconds.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
         model.eval()
-        immediate += hits1(world, model, world.rows, [edit.efficacy]) == 1.0
-    out["sequential"] = {**score_edits(world, model, edits), "efficacy_right_after_each": immediate / len(edits),
-                         "specificity_hits@1": hits1(world, model, world.rows, specificity),
-                         "subject_other_facts_hits@1": hits1(world, model, world.rows, others),
+        immediate += hits1(world, model, world.rows, [edit.efficacy], facts) == 1.0
+    out["sequential"] = {**score_edits(world, model, edits, facts), "efficacy_right_after_each": immediate / len(edits),
+                         "specificity_hits@1": hits1(world, model, world.rows, specificity, facts),
+                         "subject_other_facts_hits@1": hits1(world, model, world.rows, others, facts),
                          "seconds_per_edit": round(sum(seconds) / len(seconds), 3),
                          "cpu_seconds_per_edit": round(sum(cpu) / len(cpu), 3),
                          "max_seconds": round(max(seconds), 3)}
@@ -470,15 +510,18 @@ def run_edits(world: World, edits: Sequence[Edit], specificity: Sequence[Any], *
         model = copy.deepcopy(base)
         rows = sorted({r for e in edits for r in edit_rows(world, e, rows_mode)})
         t, c = time.perf_counter(), time.process_time()
-        fit_rows(model, world.tokenizer, world.rows, [p for e in edits for p in e.passages], rows, batch_settings)
+        if rows:
+            fit_rows(model, world.tokenizer, world.rows, [p for e in edits for p in e.passages], rows,
+                     batch_settings)
+        facts = passage_overrides(world, [p for e in edits for p in e.passages]) if overrides else None
         took, took_cpu = time.perf_counter() - t, time.process_time() - c
         model.eval()
-        out["batch"] = {**score_edits(world, model, edits),
-                        "specificity_hits@1": hits1(world, model, world.rows, specificity),
-                        "subject_other_facts_hits@1": hits1(world, model, world.rows, others),
+        out["batch"] = {**score_edits(world, model, edits, facts),
+                        "specificity_hits@1": hits1(world, model, world.rows, specificity, facts),
+                        "subject_other_facts_hits@1": hits1(world, model, world.rows, others, facts),
                         "seconds": round(took, 2), "seconds_per_edit": round(took / len(edits), 3),
                         "cpu_seconds": round(took_cpu, 2),
-                        "rows": len(rows)}
+                        "rows": len(rows), "fact_overrides": len(facts) if facts is not None else None}
     for mode in ("sequential", "batch"):
         if mode in out:
             out[mode]["specificity_drop_points"] = round(
@@ -523,9 +566,10 @@ def sweep(args: argparse.Namespace, world: World, dev_ids: list[int], dev_edits:
     dev_before = hits1(world, world.model, world.rows, dev) if args.add_grid else None
     for point in args.add_grid:
         init = point.get("init", args.init)
-        r = run_add(world, dev_ids, init=init, settings=fit_settings(args, "add", **point))
+        r = run_add(world, dev_ids, init=init, settings=fit_settings(args, "add", **point),
+                    overrides=bool(point.get("overrides", args.fact_overrides)))
         _, _, asked = heldout_inputs(world, dev_ids)
-        after = hits1(world, r["_model"], r["_rows"], dev)
+        after = hits1(world, r["_model"], r["_rows"], dev, r["_overrides"])
         result["add_dev"].append({"grid": point, "init": init, **{k: v for k, v in r.items() if k[0] != "_"},
                                   "mention_recall@1_after": mention_recall1(world, r["_model"], r["_rows"], asked),
                                   "old_dev_drop_points": round(100 * (dev_before - after), 2)})
@@ -535,7 +579,7 @@ def sweep(args: argparse.Namespace, world: World, dev_ids: list[int], dev_edits:
         rows_mode = point.get("rows", args.rows_mode)
         r = run_edits(world, dev_edits, spec, settings=fit_settings(args, "edit", **point),
                       batch_settings=fit_settings(args, "batch", **point), rows_mode=rows_mode,
-                      batch=args.sweep_batch)
+                      batch=args.sweep_batch, overrides=bool(point.get("overrides", args.fact_overrides)))
         result["edit_dev"].append({"grid": point, **r})
         print(json.dumps(result["edit_dev"][-1]), file=sys.stderr)
     return result
@@ -570,13 +614,13 @@ def measure_add(args: argparse.Namespace, world: World, test_ids: list[int]) -> 
     """(a) add, test entities, through ``edmem.knowledge.add_entities`` (directory in and out)."""
     settings = fit_settings(args, "add")
     r = run_add_api(world, test_ids, init=args.init, settings=settings, work=work_dir(args) / "add",
-                    source=source_model_dir(world, work_dir(args)))
+                    source=source_model_dir(world, work_dir(args)), overrides=bool(args.fact_overrides))
     relations = {json.loads(line)["relation"] for line in
                  (world.demo_dir / "data" / "heldout" / "questions.jsonl").read_text().splitlines()}
     ref = reference_hits(world, relations)
     test = old_split(world, "test")
     old_before = hits1(world, world.model, world.rows, test)
-    old_after = hits1(world, r["_model"], r["_rows"], test)
+    old_after = hits1(world, r["_model"], r["_rows"], test, r["_overrides"])
     return {**{k: v for k, v in r.items() if k[0] != "_"}, "init": args.init, "settings": asdict(settings),
             "reference": {"relations": sorted(relations), **ref},
             "ratio_to_reference": r["hits@1_after"] / max(1e-9, ref["hits@1"]),
@@ -592,7 +636,7 @@ def measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit]
     settings = fit_settings(args, "edit")
     spec = specificity_set(world, test_edits, count=500)
     out = run_edits(world, test_edits, spec, settings=settings, batch_settings=fit_settings(args, "batch"),
-                    rows_mode=args.rows_mode)
+                    rows_mode=args.rows_mode, overrides=bool(args.fact_overrides))
     out["specificity_questions"] = len(spec)
     work = work_dir(args) / "edit"
     work.mkdir(parents=True, exist_ok=True)
@@ -601,11 +645,12 @@ def measure_edits(args: argparse.Namespace, world: World, test_edits: list[Edit]
     source = source_model_dir(world, work_dir(args))
     t, c = time.perf_counter(), time.process_time()
     record = edit_entities(source, work / "edit.jsonl", work / "model", settings=settings, overwrite=True,
-                           refit="subjects" if args.rows_mode == "subject" else "linked",
-                           ids=[first.new.id] if args.rows_mode == "object" else None)
+                           refit={"subject": "subjects", "none": "none"}.get(args.rows_mode, "linked"),
+                           ids=[first.new.id] if args.rows_mode == "object" else None,
+                           overrides=bool(args.fact_overrides))
     out["api_seconds_one_edit"] = round(time.perf_counter() - t, 2)
     out["api_cpu_seconds_one_edit"] = round(time.process_time() - c, 2)
-    out["api_fit_seconds_one_edit"] = record["fit"]["seconds"]
+    out["api_fit_seconds_one_edit"] = record["fit"]["seconds"] if record["fit"] else 0.0
     out["settings"] = {"edit": asdict(settings), "batch_steps": args.batch_steps, "rows_mode": args.rows_mode}
     return out
 
@@ -660,7 +705,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--edit_delete_fitted", type=int, choices=(0, 1), default=1,
                    help="1: mention deletion may remove mentions of the re-fitted rows (with --rows_mode "
                         "linked every mention is one)")
-    m.add_argument("--rows_mode", choices=("linked", "subject", "object"), default="linked")
+    m.add_argument("--rows_mode", choices=("linked", "subject", "object", "none"), default="linked")
+    m.add_argument("--fact_overrides", type=int, choices=(0, 1), default=1,
+                   help="1: the passages' statements also become fact overrides, as `edmem memory "
+                        "add/edit` make them by default (grid key: overrides)")
     m.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     if args.command == "prepare":

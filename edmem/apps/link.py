@@ -4,7 +4,8 @@ Input: plain text (one question per line; its id is the line number) or JSONL (o
 ``question``, optional ``id`` (default: the line number) and optional own spans: ``mentions``
 ``[{"offset", "length", "target"?}]`` or the original ``link_offset``/``link_length``/
 ``link_target`` fields; ``--detect`` ignores given spans). Output: JSONL, one line per question,
-``{"id", "question", "answer", "top_k", "mentions", "no_mention"}``.
+``{"id", "question", "answer", "top_k", "mentions", "no_mention", "fact_override"}`` (the last is
+null unless a fact override of ``edmem memory add/edit`` chose the answer).
 
 Files of any size: the input is streamed in chunks, each chunk is run in batches of similar
 length, and the results are appended as whole lines (one write each). A re-run skips the ids

@@ -36,6 +36,7 @@ from edmem.errors import USER_ERRORS, CheckpointError, DataError, UsageError
 from edmem.evaluation.api import SelectionScores, selection_scores
 from edmem.inference.answer_types import (ANSWER_TYPES, AnswerTypePrior, fit_from_examples,
                                           load_answer_types, rerank_predictions)
+from edmem.inference.fact_overrides import load_fact_overrides, override_predictions
 from edmem.inference.export import export_model_dir as write_model_dir
 from edmem.inference.export import load_entity_types
 from edmem.inference.model_dir import load_model_dir, read_metadata
@@ -358,11 +359,17 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
     predictions = predict_entities(model, eval_dataset(examples), collate,
                                    args.predict_batch_size, dist, rows, progress=True,
                                    precision=run_precision(args, dist))
-    prior = load_answer_types(args.model if args.model is not None else out)
+    source = args.model if args.model is not None else out
+    prior, overrides = load_answer_types(source), load_fact_overrides(source)
+    type_of = type_lookup(args, names) if prior is not None or overrides else None
     if prior is not None:
         logger.info("Reranking each prediction's top k by the answer-type prior (weight %g, %d types)",
                     prior.weight, len(prior.questions))
-        rerank_predictions(prior, predictions.topk, predictions.scores, examples, type_lookup(args, names))
+        rerank_predictions(prior, predictions.topk, predictions.scores, examples, type_of)
+    if overrides:
+        changed = override_predictions(overrides, predictions.topk, predictions.scores, examples, type_of)
+        logger.info("Fact overrides (%d entries) changed %d of %d predictions", len(overrides), changed,
+                    len(examples))
     pred_path, score_path = prediction_paths(out, args.prefix)
     if dist.is_main:
         write_predictions(pred_path, predictions.topk, names)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from edmem.data.entity_rows import NUM_RESERVED
 from edmem.inference.mentions import DetectedMention, MentionDetector
 
 DEFAULT_MAX_QUESTION_CHARS = 1000
@@ -52,6 +53,9 @@ class LinkResult:
     top_k: list[EntityScore]
     mentions: list[MentionLink]
     no_mention: bool
+    # set when a fact override (edmem.inference.fact_overrides) chose the answer:
+    # {"subject", "answer_type", "object", "source", "replaced"} (the model's own top-1)
+    fact_override: dict | None = None
 
     def to_dict(self) -> dict:
         return _plain(self)
@@ -153,13 +157,17 @@ class EntityLinker:
         if spans is None:
             detected = self.detect(text)
             spans = [(m.start, m.end, m.candidates[0] if m.candidates else 1) for m in detected]
+            subjects = [i for m in detected for i in m.candidates]
+        else:   # given spans: their target when one was given, else what the alias table says
+            subjects = [i for start, end, target in spans
+                        for i in ((target,) if target >= NUM_RESERVED else self.detector.lookup(text[start:end]))]
         mentions = [Mention(start, end - start, target) for start, end, target in spans]
         example = _example(text, mentions)
         with self._encode_lock:
             input_ids, links = encode_question(self.tokenizer, example, self.model_dir.encoding)
         item = build_el_item(example, input_ids, links, self.model_dir.encoding,
                              self.entity_start_id, is_training=False)
-        return Prepared(text, [(s, e) for s, e, _ in spans], item)
+        return Prepared(text, [(s, e) for s, e, _ in spans], item, subjects)
 
     def _parse(self, question: str | dict) -> tuple[str, list[tuple[int, int, int]] | None]:
         spans = None
@@ -205,7 +213,7 @@ class EntityLinker:
         results = []
         read = 0
         for row, p in enumerate(prepared):
-            top = self._answers(p, final_ids[row], final_scores[row], final_probs[row], k)
+            top, override = self._answers(p, final_ids[row], final_scores[row], final_probs[row], k)
             mentions = []
             for j, (start, end) in enumerate(p.spans):
                 entities = (self._scores(enc_ids[read + j, :k], enc_probs[read + j, :k])
@@ -213,19 +221,28 @@ class EntityLinker:
                 mentions.append(MentionLink(start, end, p.text[start:end], entities))
             read += per_row[row]
             results.append(LinkResult(p.text, top[0] if top else None, top, mentions,
-                                      no_mention=not p.spans))
+                                      no_mention=not p.spans, fact_override=override))
         return results
 
-    def _answers(self, p: "Prepared", rows: Any, scores: Any, probs: Any, k: int) -> list[EntityScore]:
+    def _answers(self, p: "Prepared", rows: Any, scores: Any, probs: Any,
+                 k: int) -> tuple[list[EntityScore], dict | None]:
         """The EL head's top ``k``: the model's order, or, when the model directory has an
-        answer-type prior, all K candidates reranked by it (scores: the combined probabilities)."""
-        prior = self.model_dir.answer_types
-        if prior is None:
-            return self._scores(rows[:k], probs[:k])
+        answer-type prior, all K candidates reranked by it (scores: the combined probabilities);
+        then its fact overrides, if any (returned as the second value when one applied)."""
+        prior, overrides = self.model_dir.answer_types, self.model_dir.fact_overrides
+        if prior is None and not overrides:
+            return self._scores(rows[:k], probs[:k]), None
+        type_of = self.model_dir.entities.type_of
         ids = self.model_dir.rows.rows_to_ids(rows.numpy()).tolist()
-        order, log_probs = prior.rerank(ids, scores.tolist(), self.model_dir.entities.type_of,
-                                        p.text, p.spans)
-        return [self._entity(i, math.exp(lp)) for i, lp in zip(order[:k], log_probs[:k])]
+        values = probs.tolist()
+        if prior is not None:
+            ids, log_probs = prior.rerank(ids, scores.tolist(), type_of, p.text, p.spans)
+            values = [math.exp(lp) for lp in log_probs]
+        applied = None
+        if overrides:
+            ids, values, applied = overrides.apply(ids, values, p.subjects, type_of)
+        answers = [self._entity(i, v) for i, v in zip(ids[:k], values[:k])]
+        return answers, (None if applied is None else {**asdict(applied.override), "replaced": applied.replaced})
 
     def _scores(self, rows: Any, probs: Any) -> list[EntityScore]:
         ids = self.model_dir.rows.rows_to_ids(rows.numpy())
@@ -256,6 +273,7 @@ class Prepared:
     text: str
     spans: list[tuple[int, int]]
     item: dict
+    subjects: list[int] = field(default_factory=list)   # entities the mentions may name, text order
 
 
 def _example(text: str, mentions: list) -> Any:

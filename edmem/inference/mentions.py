@@ -216,6 +216,10 @@ class MentionDetector:
     def __len__(self) -> int:
         return len(self.forms)
 
+    def lookup(self, text: str) -> tuple[int, ...]:
+        """The entities whose name or alias is ``text`` (normalised like the question), or ()."""
+        return self.forms.get(normalize_text(text), ())
+
     def detect(self, text: str) -> list[DetectedMention]:
         """The mentions of ``text``, in text order."""
         norm, starts, ends = normalize(text)

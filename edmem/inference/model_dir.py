@@ -10,6 +10,7 @@ Layout (format ``edmem-model-dir``, version :data:`FORMAT_VERSION`; docs/linking
     entity_rows.json     compact memory: id <-> row (absent for a full, identity memory)
     aliases.jsonl        {"id": int, "aliases": [str, ...]} (optional; mention detection)
     answer_types.json    answer-type prior (optional; edmem.inference.answer_types)
+    fact_overrides.json  facts stated to `edmem memory add/edit` (optional; edmem.inference.fact_overrides)
 
 Written by training (``run_qa --do_train`` writes ``<output_dir>/model``), ``edmem demo``
 (``runs/demo/model``) and ``edmem convert``; read by :class:`edmem.inference.linker.EntityLinker`
@@ -29,6 +30,7 @@ from typing import Any, Iterable, Mapping
 
 from edmem.errors import CheckpointError, DataError
 from edmem.inference.answer_types import AnswerTypePrior, load_answer_types
+from edmem.inference.fact_overrides import FactOverrides, load_fact_overrides
 from edmem.inference.textio import iter_json_objects
 
 FORMAT = "edmem-model-dir"
@@ -85,6 +87,7 @@ class ModelDir:
     aliases: dict[int, list[str]]
     encoding: Any                     # ELEncodingOptions
     answer_types: AnswerTypePrior | None = None   # reranks the EL head's top K when present
+    fact_overrides: FactOverrides | None = None   # applied after the rerank when present
 
     @property
     def name(self) -> str:
@@ -189,14 +192,17 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, entities: EntityTable,
                    rows: Any, encoding: Any, aliases: Mapping[int, Iterable[str]] | None = None,
                    name: str | None = None, extra: Mapping[str, Any] | None = None,
-                   answer_types: AnswerTypePrior | None = None) -> Path:
+                   answer_types: AnswerTypePrior | None = None,
+                   fact_overrides: FactOverrides | None = None) -> Path:
     """Write a complete model directory at ``path`` (replacing one that is there).
 
     ``model``: an ``EDMemModel``; ``tokenizer``: the one it was trained with (markers added);
     ``entities``: id -> name/type for every entity the memory can return; ``rows``: its
     ``EntityRows``; ``encoding``: the ``ELEncodingOptions`` of training; ``aliases``: optional
     {id: [alias, ...]} for mention detection; ``extra``: more metadata (e.g. where it came from);
-    ``answer_types``: an optional answer-type prior (``edmem.inference.answer_types``).
+    ``answer_types``: an optional answer-type prior (``edmem.inference.answer_types``);
+    ``fact_overrides``: optional fact overrides (``edmem.inference.fact_overrides``; none are
+    written when empty).
     """
     from safetensors.torch import save_file
 
@@ -220,6 +226,8 @@ def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, entities: En
             write_lines(tmp / ALIASES, aliases_lines(aliases))
         if answer_types is not None:
             answer_types.save(tmp)
+        if fact_overrides:
+            fact_overrides.save(tmp)
         metadata = {"format": FORMAT, "version": FORMAT_VERSION, "name": name or target.name,
                     "edmem_version": __version__, "num_entities": len(entities),
                     "memory_rows": rows.num_rows, "encoding": _encoding_dict(encoding),
@@ -273,7 +281,7 @@ def load_model_dir(path: str | Path, device: str = "cpu", *, alias_file: str | P
     encoding = _encoding_options(metadata.get("encoding", {}), root / METADATA)
     model = _load_model(root, config, device) if load_model else None
     return ModelDir(root, metadata, config, model, tokenizer, entities, rows, aliases, encoding,
-                    load_answer_types(root))
+                    load_answer_types(root), load_fact_overrides(root))
 
 
 def _encoding_options(fields: Any, path: Path) -> Any:

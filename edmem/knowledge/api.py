@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from edmem.constants import EDIT_REFIT_CHOICES, ROW_INIT_METHODS
 from edmem.errors import DataError, EDMemError
+from edmem.inference.fact_overrides import FactOverrides
 from edmem.knowledge.fit import FitSettings, edit_defaults, fit_rows
 from edmem.knowledge.inputs import NewEntity, read_new_entities, read_passages
 from edmem.knowledge.table import append_rows, hidden_rows, hide_rows, initialise_rows
@@ -81,7 +82,8 @@ def _save(loaded: Any, output: Path, record: dict[str, Any], history: list[dict[
     extra["memory_changes"] = len(history) + 1
     save_model_dir(output, model=loaded.model, tokenizer=loaded.tokenizer, entities=loaded.entities,
                    rows=loaded.rows, encoding=loaded.encoding, aliases=loaded.aliases,
-                   name=output.name, extra=extra, answer_types=loaded.answer_types)
+                   name=output.name, extra=extra, answer_types=loaded.answer_types,
+                   fact_overrides=loaded.fact_overrides)
     atomic_write_text(output / LOG_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                                  for r in [*history, record]))
     return output
@@ -105,6 +107,24 @@ def _names(loaded: Any, extra: Iterable[NewEntity] = ()) -> dict[int, list[str]]
     return names
 
 
+def _add_overrides(loaded: Any, text: Any, subjects: set[int] | None = None) -> dict[str, Any]:
+    """Fact overrides from the passages' statements (``edmem.inference.fact_overrides``): each
+    passage's subject is its first mention (with ``subjects``: the first of those it names),
+    every other linked entity an object keyed by its type. Returns the record's entry."""
+    if loaded.fact_overrides is None:
+        loaded.fact_overrides = FactOverrides()
+    update = loaded.fact_overrides.add_statements(
+        text.statements(), loaded.entities.type_of, subjects.__contains__ if subjects is not None else None)
+    if update.untyped_objects:
+        logger.warning("%d statement object(s) have no type and give no fact override",
+                       update.untyped_objects)
+    if update.conflicts:
+        logger.warning("%d statement object(s) name another entity of a type already stated for the "
+                       "same subject (first in a passage, the later passage wins)", update.conflicts)
+    return {**update.to_json(), "total": len(loaded.fact_overrides),
+            "entries": [asdict(e) for e in update.added]}
+
+
 def _row_norms(model: Any, rows: Sequence[int]) -> list[float]:
     table = model.EntityEmbedding.weight.detach()
     return [float(table[:, r].norm()) for r in rows]
@@ -114,9 +134,11 @@ def _row_norms(model: Any, rows: Sequence[int]) -> list[float]:
 def add_entities(model_dir: str | Path, entities: str | Path | Sequence[NewEntity | Mapping[str, Any]],
                  passages: str | Path, output: str | Path, *, init: str = "name",
                  settings: FitSettings | None = None, lowercase: bool | None = None,
-                 overwrite: bool = False) -> dict[str, Any]:
+                 overwrite: bool = False, overrides: bool = True) -> dict[str, Any]:
     """Append one row per new entity, initialise it (``init``: ``name`` or ``type_mean``), fit the
-    new rows only on ``passages`` and write the model to ``output``. Returns the change record."""
+    new rows only on ``passages`` and write the model to ``output``. With ``overrides``, the
+    passages' statements about the new entities also become fact overrides
+    (``edmem.inference.fact_overrides``). Returns the change record."""
     if init not in ROW_INIT_METHODS:
         raise EDMemError(f"--init {init!r}: expected one of {', '.join(ROW_INIT_METHODS)}")
     out = check_output(model_dir, output, overwrite)
@@ -141,6 +163,7 @@ def add_entities(model_dir: str | Path, entities: str | Path | Sequence[NewEntit
     record = {"operation": "add", "entities": [{"id": e.id, "name": e.name, "row": r}
                                               for e, r in zip(new, new_rows)],
               "init": init, "passages": text.summary(), "fit": fit.to_json(), "settings": asdict(s),
+              "fact_overrides": _add_overrides(loaded, text, {e.id for e in new}) if overrides else None,
               "norms_after": _row_norms(loaded.model, new_rows), "from": str(model_dir),
               "seconds": round(time.perf_counter() - started, 3)}
     _save(loaded, out, record, _history(model_dir))
@@ -168,11 +191,13 @@ def _new_entities(entities: Any, loaded: Any) -> list[NewEntity]:
 # ---------------------------------------------------------------------------- edit
 def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Path, *,
                   ids: Sequence[int] | None = None, refit: str = "linked", settings: FitSettings | None = None,
-                  lowercase: bool | None = None, overwrite: bool = False) -> dict[str, Any]:
+                  lowercase: bool | None = None, overwrite: bool = False,
+                  overrides: bool = True) -> dict[str, Any]:
     """Re-fit rows on ``passages`` so the model states what they say: ``ids``' rows, else
-    (``refit``) every linked entity or only each passage's subject (its first mention; on the
-    demo the answer's row is what carries an edit, docs/knowledge.md). Records rows, norms
-    before/after and the passages' hash."""
+    (``refit``) every linked entity, only each passage's subject (its first mention), or none;
+    with ``overrides`` the statements also become fact overrides (on the demo an answer does
+    not come from its subject's row: docs/knowledge.md). Records rows, norms before/after, the
+    overrides set and the passages' hash."""
     if refit not in EDIT_REFIT_CHOICES:
         raise EDMemError(f"--refit {refit!r}: expected one of {', '.join(EDIT_REFIT_CHOICES)}")
     out = check_output(model_dir, output, overwrite)
@@ -181,28 +206,35 @@ def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Pat
     text = read_passages(passages, set(loaded.entities.names), _names(loaded))
     hidden = set(hidden_rows(loaded.model.config))
     if ids is None:
-        candidates = text.subject_ids() if refit == "subjects" else text.linked_ids()
+        candidates = {"subjects": text.subject_ids, "linked": text.linked_ids}.get(refit, list)()
         chosen = [i for i in candidates if loaded.rows.id_to_row(i) not in hidden]
     else:
         unknown = [i for i in ids if i not in loaded.entities.names or i not in loaded.rows]
         if unknown:
             raise DataError(f"--rows: unknown entity id(s) {unknown[:10]} (not in the model)")
         chosen = list(dict.fromkeys(int(i) for i in ids))
-    if not chosen:
+    if not chosen and (ids is not None or refit != "none"):
         raise DataError("the passages link no entity, so there is no row to edit (give --rows)", text.path)
+    if not chosen and not overrides:
+        raise DataError("--refit none without fact overrides changes nothing", text.path)
     rows = [loaded.rows.id_to_row(i) for i in chosen]
     before = _row_norms(loaded.model, rows)
     table = loaded.model.EntityEmbedding.weight.detach()
     start_values = table[:, rows].clone()
     s = _settings(settings, loaded, lowercase, edit_defaults())
-    fit = fit_rows(loaded.model, loaded.tokenizer, loaded.rows, text.passages, rows, s)
+    fit = fit_rows(loaded.model, loaded.tokenizer, loaded.rows, text.passages, rows, s) if rows else None
     after = _row_norms(loaded.model, rows)
     moved = (loaded.model.EntityEmbedding.weight.detach()[:, rows] - start_values).norm(dim=0).tolist()
+    update = _add_overrides(loaded, text) if overrides else None
+    if overrides and not update["added"] and not rows:
+        raise DataError("the passages give no fact override (no passage links two typed entities) "
+                        "and --refit none re-fits no row: nothing to change", text.path)
     record = {"operation": "edit", "refit": "ids" if ids is not None else refit,
               "rows": [{"id": i, "name": loaded.entities.names.get(i), "row": r, "norm_before": b,
                         "norm_after": a, "change_norm": m}
                        for i, r, b, a, m in zip(chosen, rows, before, after, moved)],
-              "passages": text.summary(), "fit": fit.to_json(), "settings": asdict(s),
+              "passages": text.summary(), "fit": fit.to_json() if fit is not None else None,
+              "settings": asdict(s), "fact_overrides": update,
               "from": str(model_dir), "seconds": round(time.perf_counter() - started, 3)}
     _save(loaded, out, record, _history(model_dir))
     return record
@@ -224,8 +256,9 @@ def remove_entities(model_dir: str | Path, ids: Sequence[int], output: str | Pat
     added = hide_rows(loaded.model.config, rows)
     for i in ids:
         loaded.aliases.pop(int(i), None)
+    dropped = loaded.fact_overrides.drop_entities(ids) if loaded.fact_overrides is not None else 0
     record = {"operation": "remove", "ids": [int(i) for i in ids], "rows": rows,
-              "newly_hidden_rows": added, "from": str(model_dir)}
+              "newly_hidden_rows": added, "fact_overrides_dropped": dropped, "from": str(model_dir)}
     if len(added) < len(rows):
         logger.warning("%d of the %d entities were already hidden", len(rows) - len(added), len(rows))
     _save(loaded, out, record, _history(model_dir))

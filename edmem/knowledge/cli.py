@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--rows", type=_ids, default=None,
                       help="entity ids whose rows to re-fit (default: see --refit)")
     edit.add_argument("--refit", choices=EDIT_REFIT_CHOICES, default=EDIT_REFIT_CHOICES[0],
-                      help="without --rows: re-fit every entity the passages link, or only each passage's "
-                           "subject (its first mention) (default %(default)s; docs/knowledge.md)")
+                      help="without --rows: re-fit every entity the passages link, only each passage's "
+                           "subject (its first mention), or no row (the edit is carried by its fact "
+                           "overrides) (default %(default)s; docs/knowledge.md)")
 
     remove = sub.add_parser("remove", help="hide entities from every memory read",
                             description="Hide entities from every read (the entity mask); no row is "
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--model", required=True, help="model directory to start from (read only)")
     remove.add_argument("--ids", type=_ids, required=True, nargs="+", help="entity ids to hide")
 
+    for p in (add, edit):
+        p.add_argument("--fact_overrides", action=argparse.BooleanOptionalAction, default=True,
+                       help="also keep the passages' statements as fact overrides: a question that "
+                            "mentions a passage's subject (its first mention) and whose top answer has "
+                            "the type of another linked entity gets that entity (for add: statements "
+                            "about the new entities only; not in the original; docs/knowledge.md) "
+                            "(default %(default)s)")
     for p in (add, edit, remove):
         p.add_argument("--output", required=True, help="new model directory to write")
         p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
@@ -123,6 +131,11 @@ def _settings(args: argparse.Namespace) -> Any:
                        seed=args.seed, progress=not args.no_progress)
 
 
+def _overrides_note(record: dict[str, Any]) -> str:
+    update = record.get("fact_overrides")
+    return f"; {update['added']} fact overrides set" if update else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Warnings the user must see are printed below from the change record; the library's own
@@ -140,15 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "add":
             record = api.add_entities(args.model, args.entities, args.passages, args.output, init=args.init,
                                       settings=_settings(args), lowercase=args.lowercase,
-                                      overwrite=args.overwrite)
+                                      overwrite=args.overwrite, overrides=args.fact_overrides)
             print(f"added {len(record['entities'])} entities ({record['fit']['steps']} steps on "
-                  f"{record['passages']['passages']} passages, {record['seconds']:.1f}s): {args.output}")
+                  f"{record['passages']['passages']} passages{_overrides_note(record)}, "
+                  f"{record['seconds']:.1f}s): {args.output}")
         elif args.command == "edit":
             record = api.edit_entities(args.model, args.passages, args.output, ids=args.rows, refit=args.refit,
                                        settings=_settings(args), lowercase=args.lowercase,
-                                       overwrite=args.overwrite)
-            print(f"re-fitted {len(record['rows'])} rows ({record['fit']['steps']} steps on "
-                  f"{record['passages']['passages']} passages, {record['seconds']:.1f}s): {args.output}")
+                                       overwrite=args.overwrite, overrides=args.fact_overrides)
+            steps = record["fit"]["steps"] if record["fit"] else 0
+            print(f"re-fitted {len(record['rows'])} rows ({steps} steps on "
+                  f"{record['passages']['passages']} passages{_overrides_note(record)}, "
+                  f"{record['seconds']:.1f}s): {args.output}")
         else:
             ids = [i for group in args.ids for i in group]
             record = api.remove_entities(args.model, ids, args.output, overwrite=args.overwrite)

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from edmem.data.formats import LoadReport
 from edmem.data.jsonio import iter_jsonl
@@ -59,11 +59,21 @@ class PassageSet:
         firsts = (min(p.mentions, key=lambda m: m.offset).target for p in self.passages if p.mentions)
         return list(dict.fromkeys(firsts))
 
+    def statements(self) -> list[tuple[str, list[int]]]:
+        """What fact overrides are built from: :func:`passage_statements` of the passages."""
+        return passage_statements(self.passages)
+
     def summary(self) -> dict[str, object]:
         return {"path": str(self.path), "sha256": self.sha256, "passages": len(self.passages),
                 "mentions": sum(len(p.mentions) for p in self.passages),
                 "name_mismatches": self.name_mismatches, "name_mismatch_examples": self.mismatch_examples,
                 "repaired": dict(self.report.repaired)}
+
+
+def passage_statements(passages: Iterable[Passage]) -> list[tuple[str, list[int]]]:
+    """(passage id, linked ids in text order) per passage (``edmem.inference.fact_overrides``:
+    the first mention is the subject, the others its objects)."""
+    return [(p.id, [m.target for m in sorted(p.mentions, key=lambda m: m.offset)]) for p in passages]
 
 
 def _is_int(value: object) -> bool:
