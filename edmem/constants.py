@@ -30,5 +30,6 @@ DETAIL_LOSS_NAMES = ("lm_loss", "el_loss", "encoder_elloss", "decoder_elloss", "
 #: ``edmem memory add --init``: how a new entity row starts (docs/knowledge.md).
 ROW_INIT_METHODS = ("name", "type_mean")
 #: ``edmem memory edit --refit``: which linked entities' rows an edit re-fits without ``--rows``
-#: (``none``: no row moves; the edit is carried by its fact overrides alone).
-EDIT_REFIT_CHOICES = ("linked", "subjects", "none")
+#: (``none``: no row moves; the edit is carried by its fact overrides alone). The first is the
+#: default, chosen on dev edits (docs/knowledge.md, "Settings").
+EDIT_REFIT_CHOICES = ("subjects", "linked", "none")

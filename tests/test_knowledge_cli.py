@@ -204,6 +204,13 @@ def test_edit_refit_subjects_moves_each_passages_first_mention_only(model_dir, t
     assert changed == {src.rows.id_to_row(i) for i in (1000, 1003, 1002)}
     record, = _log(out)
     assert record["refit"] == "subjects" and [r["id"] for r in record["rows"]] == [1000, 1003, 1002]
+    # the default is the same (chosen on dev edits, docs/knowledge.md)
+    default = tmp_path / "default"
+    assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(default),
+                   *FAST) == 0
+    assert _log(default)[0]["refit"] == "subjects"
+    c = _load(default).model.EntityEmbedding.weight.detach()
+    assert {r for r in range(a.shape[1]) if not torch.equal(a[:, r], c[:, r])} == changed
 
 
 def test_edit_refits_linked_rows_only_and_records_the_change(model_dir, tmp_path, capsys) -> None:
@@ -211,7 +218,7 @@ def test_edit_refits_linked_rows_only_and_records_the_change(model_dir, tmp_path
                                           ("Rome", 1003))], tmp_path / "edit.jsonl")
     out = tmp_path / "edited"
     assert _memory("edit", "--model", str(model_dir), "--passages", str(passages), "--output", str(out),
-                   *FAST) == 0
+                   "--refit", "linked", *FAST) == 0
     src, dst = _load(model_dir), _load(out)
     a, b = src.model.EntityEmbedding.weight.detach(), dst.model.EntityEmbedding.weight.detach()
     changed = {r for r in range(a.shape[1]) if not torch.equal(a[:, r], b[:, r])}

@@ -190,7 +190,7 @@ def _new_entities(entities: Any, loaded: Any) -> list[NewEntity]:
 
 # ---------------------------------------------------------------------------- edit
 def edit_entities(model_dir: str | Path, passages: str | Path, output: str | Path, *,
-                  ids: Sequence[int] | None = None, refit: str = "linked", settings: FitSettings | None = None,
+                  ids: Sequence[int] | None = None, refit: str = EDIT_REFIT_CHOICES[0], settings: FitSettings | None = None,
                   lowercase: bool | None = None, overwrite: bool = False,
                   overrides: bool = True) -> dict[str, Any]:
     """Re-fit rows on ``passages`` so the model states what they say: ``ids``' rows, else
