@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "new model directory."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="{add,edit,remove}")
 
-    add = sub.add_parser("add", help="append rows for new entities and fit them on their passages",
+    add = sub.add_parser("add", help="append rows for new entities, fit them on their passages, keep "
+                                     "their statements as fact overrides",
                          description="Append one memory row per new entity, initialise it, and train "
                                      "only the new rows on the passages (MLM + salient spans + EL).")
     add.add_argument("--model", required=True, help="model directory to start from (read only)")
@@ -83,18 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="initial value of a new row: the model's reading of the name, or the mean "
                           "of the existing rows of its type (default %(default)s)")
 
-    edit = sub.add_parser("edit", help="re-fit the rows of the entities the passages link",
-                          description="Re-fit the rows of the entities linked by the passages (or "
-                                      "only their subjects, or --rows) on the new statements; records "
-                                      "the change in memory_log.jsonl.")
+    edit = sub.add_parser("edit", help="correct facts: fact overrides + re-fitted rows",
+                          description="Keep the passages' statements as fact overrides and re-fit "
+                                      "rows on them (each passage's subject by default; every linked "
+                                      "entity, none, or --rows); records the change in "
+                                      "memory_log.jsonl.")
     edit.add_argument("--model", required=True, help="model directory to start from (read only)")
     edit.add_argument("--passages", required=True, help="TEXT.jsonl with the new statements")
     edit.add_argument("--rows", type=_ids, default=None,
                       help="entity ids whose rows to re-fit (default: see --refit)")
     edit.add_argument("--refit", choices=EDIT_REFIT_CHOICES, default=EDIT_REFIT_CHOICES[0],
-                      help="without --rows: re-fit every entity the passages link, only each passage's "
-                           "subject (its first mention), or no row (the edit is carried by its fact "
-                           "overrides) (default %(default)s; docs/knowledge.md)")
+                      help="without --rows: re-fit each passage's subject (its first mention), every entity "
+                           "the passages link, or no row (the edit is carried by its fact overrides) "
+                           "(default %(default)s, chosen on dev edits; docs/knowledge.md)")
 
     remove = sub.add_parser("remove", help="hide entities from every memory read",
                             description="Hide entities from every read (the entity mask); no row is "
