@@ -175,3 +175,49 @@ def test_edit_refit_none_with_nothing_to_state_is_one_clear_error(model_dir_for_
 def model_dir_for_add(tmp_path_factory) -> Path:
     from edmem.testing import build_tiny_model_dir
     return build_tiny_model_dir(tmp_path_factory.mktemp("overrides") / "model")
+
+
+@pytest.mark.slow
+def test_run_qa_predict_applies_the_fact_overrides_it_finds(tmp_path: Path) -> None:
+    """``run_QA --do_predict`` reads ``fact_overrides.json`` beside the weights: a question about
+    the subject whose top answer has the entry's type gets the entry's object; every other
+    question keeps its prediction."""
+    import el_tiny
+    from edmem.run_qa import main as run_qa
+
+    tiny = el_tiny.build(tmp_path / "tiny")
+    vocab = json.loads(Path(tiny["id2entity_file"]).read_text())
+    for key, entry in vocab.items():   # countries 1000 + 2k, capitals 1001 + 2k
+        entry["type"] = "city" if int(key) % 2 else "country"
+    Path(tiny["id2entity_file"]).write_text(json.dumps(vocab))
+    out = tmp_path / "out"
+    every = ("--inference_nearest_k_entity", "16")   # K = all 16 entities
+    assert run_qa(el_tiny.flags(tiny, out, "--do_train", "--num_train_epochs", "2", "--dropout", "0")) == 0
+    assert run_qa(el_tiny.flags(tiny, out, "--do_predict", "--prefix", "plain_", *every)) == 0
+    plain = {q: ids[0] for q, (_, ids) in json.loads((out / "plain_predictions.json").read_text()).items()}
+    rows = [json.loads(line) for line in
+            (Path(tiny["data_dir"]) / "wq" / "el_wq-test.jsonl").read_text().splitlines()]
+    subject_of = {r["id"]: int(r["link_target"][0]) for r in rows}
+    qid = next(iter(plain))
+    subject, kind = subject_of[qid], vocab[str(plain[qid])]["type"]
+    target = next(int(k) for k, e in vocab.items() if e["type"] == kind and int(k) != plain[qid])
+    FactOverrides([FactOverride(subject, kind, target, "fix")]).save(out)
+    assert run_qa(el_tiny.flags(tiny, out, "--do_predict", "--prefix", "fixed_", *every)) == 0
+    fixed = {q: ids[0] for q, (_, ids) in json.loads((out / "fixed_predictions.json").read_text()).items()}
+    expected = {q: (target if subject_of[q] == subject and vocab[str(top)]["type"] == kind else top)
+                for q, top in plain.items()}
+    assert fixed == expected and fixed[qid] == target
+
+
+def test_ask_and_json_results_say_when_an_override_chose_the_answer() -> None:
+    from edmem.apps.ask import render
+    from edmem.inference.linker import EntityScore, LinkResult
+
+    answer = EntityScore(1003, "Rome", 0.4, "city")
+    override = {"subject": 1000, "answer_type": "city", "object": 1003, "source": "fix-1", "replaced": 1001}
+    result = LinkResult("what is the capital of france?", answer, [answer], [], False, override)
+    assert "override: fact override for entity 1000 (city) from passage fix-1; the model's own answer " \
+           "was id 1001" in render(result)
+    assert result.to_dict()["fact_override"] == override
+    plain = LinkResult("q", answer, [answer], [], False)
+    assert "override" not in render(plain) and plain.to_dict()["fact_override"] is None
