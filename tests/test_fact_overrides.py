@@ -132,7 +132,8 @@ def test_memory_edit_without_refit_answers_the_stated_fact(tiny_model_dir, tmp_p
     result = after("what is the capital of france?")
     assert result.answer.id == wanted and [e.id for e in result.top_k][0] == wanted
     assert result.fact_override == {"subject": 1000, "answer_type": "city", "object": wanted,
-                                    "source": "fix-1", "replaced": asked.answer.id}
+                                    "source": "fix-1", "subject_name": "France",
+                                    "replaced": asked.answer.id, "replaced_name": asked.answer.name}
     assert after("what is the capital of italy?").answer.id == other
     given = after({"question": "what is the capital of france?", "mentions": [{"offset": 23, "length": 6}]})
     assert given.answer.id == wanted
@@ -214,10 +215,11 @@ def test_ask_and_json_results_say_when_an_override_chose_the_answer() -> None:
     from edmem.inference.linker import EntityScore, LinkResult
 
     answer = EntityScore(1003, "Rome", 0.4, "city")
-    override = {"subject": 1000, "answer_type": "city", "object": 1003, "source": "fix-1", "replaced": 1001}
+    override = {"subject": 1000, "answer_type": "city", "object": 1003, "source": "fix-1",
+                "subject_name": "France", "replaced": 1001, "replaced_name": "Paris"}
     result = LinkResult("what is the capital of france?", answer, [answer], [], False, override)
-    assert "override: fact override for entity 1000 (city) from passage fix-1; the model's own answer " \
-           "was id 1001" in render(result)
+    assert "override: the fact override for France (id 1000), city, from passage fix-1; the model's own " \
+           "answer was Paris (id 1001)" in render(result)
     assert result.to_dict()["fact_override"] == override
     plain = LinkResult("q", answer, [answer], [], False)
     assert "override" not in render(plain) and plain.to_dict()["fact_override"] is None

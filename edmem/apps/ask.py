@@ -81,8 +81,10 @@ def render(result: Any) -> str:
     lines.append(f"answer:   {answer.name} (id {answer.id}, p={answer.score:.3f})" if answer else "answer: none")
     if result.fact_override:
         o = result.fact_override
-        lines.append(f"override: fact override for entity {o['subject']} ({o['answer_type']}) from "
-                     f"passage {o['source'] or '?'}; the model's own answer was id {o['replaced']}")
+        subject = f"{o.get('subject_name') or 'entity'} (id {o['subject']})"
+        replaced = f"{o.get('replaced_name') or 'entity'} (id {o['replaced']})"
+        lines.append(f"override: the fact override for {subject}, {o['answer_type']}, from passage "
+                     f"{o['source'] or '?'}; the model's own answer was {replaced}")
     rows = [(str(i), str(e.id), e.name, e.type or "", f"{e.score:.3f}",
              "#" * max(1, round(e.score * BAR_WIDTH)))
             for i, e in enumerate(result.top_k, start=1)]

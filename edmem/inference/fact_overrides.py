@@ -175,7 +175,7 @@ class FactOverrides:
 
     def save(self, directory: str | Path) -> Path:
         return atomic_write_text(Path(directory) / FACT_OVERRIDES,
-                                 json.dumps(self.to_json(), ensure_ascii=False, indent=0) + "\n")
+                                 json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n")
 
 
 def load_fact_overrides(directory: str | Path) -> FactOverrides | None:

@@ -53,8 +53,9 @@ class LinkResult:
     top_k: list[EntityScore]
     mentions: list[MentionLink]
     no_mention: bool
-    # set when a fact override (edmem.inference.fact_overrides) chose the answer:
-    # {"subject", "answer_type", "object", "source", "replaced"} (the model's own top-1)
+    # set when a fact override (edmem.inference.fact_overrides) chose the answer: {"subject",
+    # "answer_type", "object", "source", "subject_name", "replaced", "replaced_name"} (replaced:
+    # the model's own top-1)
     fact_override: dict | None = None
 
     def to_dict(self) -> dict:
@@ -242,7 +243,11 @@ class EntityLinker:
         if overrides:
             ids, values, applied = overrides.apply(ids, values, p.subjects, type_of)
         answers = [self._entity(i, v) for i, v in zip(ids[:k], values[:k])]
-        return answers, (None if applied is None else {**asdict(applied.override), "replaced": applied.replaced})
+        if applied is None:
+            return answers, None
+        names = self.model_dir.entities
+        return answers, {**asdict(applied.override), "subject_name": names.get(applied.override.subject),
+                         "replaced": applied.replaced, "replaced_name": names.get(applied.replaced)}
 
     def _scores(self, rows: Any, probs: Any) -> list[EntityScore]:
         ids = self.model_dir.rows.rows_to_ids(rows.numpy())
