@@ -70,7 +70,7 @@ class DemoSettings:
     lowercase_corpus: bool = True       # pretrain on lowercased passages, like the questions
     max_facts_per_relation: int = 0     # 0 = every fact gets questions (tests use a few)
     # tokenizer
-    vocab_size: int = 1000
+    vocab_size: int = 2000
     # model shape (a tiny BART: lower + upper layers in encoder and decoder). Upper depth is what
     # lets fine-tuning route a question to what pretraining stored (docs/demo.md, experiments).
     d_model: int = 64
