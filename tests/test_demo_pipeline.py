@@ -94,6 +94,7 @@ def test_groups_are_scored_on_dev_and_test(toy_run: Path) -> None:
                 assert 0 <= row["hits@1"] <= row["hits@5"] <= row["hits@10"] <= 1 and row["questions"] > 0
     text = (toy_run / "summary.txt").read_text()
     assert "held-out phrasings" in text and "hits@1, dev" in text
+    assert "(this run alone; the goals are on the mean of three seeds" in text
 
 
 @pytest.mark.slow
