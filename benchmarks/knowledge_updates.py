@@ -97,9 +97,7 @@ def top1(world: World, model: Any, rows: Any, examples: Sequence[Any], overrides
     overrides, ``edmem.inference.fact_overrides``) when given."""
     from edmem.data.collate import ELCollator
     from edmem.data.dataset import ELDataset
-    from edmem.inference.answer_types import rerank_predictions
-    from edmem.inference.fact_overrides import override_predictions
-    from edmem.inference.predict import predict_entities
+    from edmem.inference.predict import apply_rankers, predict_entities
     from edmem.runtime.distributed import DistInfo
 
     if not examples:
@@ -109,10 +107,7 @@ def top1(world: World, model: Any, rows: Any, examples: Sequence[Any], overrides
     collate = ELCollator(pad_token_id=model.config.pad_token_id,
                          decoder_start_token_id=model.config.decoder_start_token_id)
     preds = predict_entities(model, dataset, collate, QA_BATCH, DistInfo(), rows)
-    if world.prior is not None:
-        rerank_predictions(world.prior, preds.topk, preds.scores, examples, world.types.get)
-    if overrides:
-        override_predictions(overrides, preds.topk, preds.scores, examples, world.types.get)
+    apply_rankers(preds, examples, world.types.get, world.prior, overrides)
     return {qid: int(ids[0]) for qid, ids in preds.topk.items()}
 
 

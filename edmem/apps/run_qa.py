@@ -34,13 +34,12 @@ from edmem.data.formats import load_el_split
 from edmem.data.jsonio import check_file
 from edmem.errors import USER_ERRORS, CheckpointError, DataError, UsageError
 from edmem.evaluation.api import SelectionScores, selection_scores
-from edmem.inference.answer_types import (ANSWER_TYPES, AnswerTypePrior, fit_from_examples,
-                                          load_answer_types, rerank_predictions)
-from edmem.inference.fact_overrides import load_fact_overrides, override_predictions
+from edmem.inference.answer_types import ANSWER_TYPES, AnswerTypePrior, fit_from_examples, load_answer_types
+from edmem.inference.fact_overrides import load_fact_overrides
 from edmem.inference.export import export_model_dir as write_model_dir
 from edmem.inference.export import load_entity_types
 from edmem.inference.model_dir import load_model_dir, read_metadata
-from edmem.inference.predict import predict_entities
+from edmem.inference.predict import apply_rankers, predict_entities
 from edmem.inference.writer import (prediction_paths, predictions_object, write_predictions,
                                     write_scores)
 from edmem.modeling.checkpoints import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
@@ -305,8 +304,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
     def evaluate() -> DevResult:
         predictions = predict_entities(model, dev_data, collate, args.predict_batch_size, dist, rows,
                                        precision=precision)
-        if prior is not None:
-            rerank_predictions(prior, predictions.topk, predictions.scores, splits["dev"], type_of)
+        apply_rankers(predictions, splits["dev"], type_of, prior)
         return dev_result(selection_scores(predictions_object(predictions.topk, names), splits["dev"]))
 
     def save_best(epoch: int, step: int, result) -> None:
@@ -365,9 +363,8 @@ def _predict(args, dist, out, model, rows, names, splits, collate, eval_dataset,
     if prior is not None:
         logger.info("Reranking each prediction's top k by the answer-type prior (weight %g, %d types)",
                     prior.weight, len(prior.questions))
-        rerank_predictions(prior, predictions.topk, predictions.scores, examples, type_of)
+    changed = apply_rankers(predictions, examples, type_of, prior, overrides)
     if overrides:
-        changed = override_predictions(overrides, predictions.topk, predictions.scores, examples, type_of)
         logger.info("Fact overrides (%d entries) changed %d of %d predictions", len(overrides), changed,
                     len(examples))
     pred_path, score_path = prediction_paths(out, args.prefix)

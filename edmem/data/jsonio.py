@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from edmem.errors import DataError
 
@@ -89,6 +89,26 @@ def read_json(path: str | Path, **load_kwargs: Any) -> Any:
         if exc.path is None:
             raise DataError(exc.reason, path, exc.line, exc.field) from None
         raise
+
+
+T = TypeVar("T")
+
+
+def read_tagged_json(path: str | Path, tag: str, what: str, parse: Callable[[dict], T]) -> T | None:
+    """An optional one-document JSON file whose ``"format"`` is ``tag``: None when it is absent,
+    else ``parse(document)``. Any failure — undecodable text, invalid JSON, another format, a
+    missing or mistyped field (``parse`` raises ValueError / KeyError / TypeError /
+    AttributeError) — is one DataError naming the file: ``unreadable <what> (<why>)``."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") != tag:
+            raise ValueError(f"not an {tag} file")
+        return parse(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:   # UnicodeDecodeError too
+        raise DataError(f"unreadable {what} ({exc})", path) from None
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

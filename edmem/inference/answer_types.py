@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from edmem.data.jsonio import read_tagged_json
 from edmem.errors import DataError
 from edmem.runtime.atomic import atomic_write_text
 
-#: File name in a model directory (and in a training ``--output_dir``).
+#: File name in a model directory (and in a training ``--output_dir``), and its format tag.
 ANSWER_TYPES = "answer_types.json"
+FORMAT = "edmem-answer-types"
 #: Additive smoothing of the per-type word frequencies (and its denominator's share).
 SMOOTHING = 0.1
 #: The word every blanked mention becomes ("what is the currency of <mention>").
@@ -96,9 +98,7 @@ class AnswerTypePrior:
         """log Q(type | question), normalised over the types seen in training."""
         present = question_words(text, spans)
         raw = {t: self._base[t] + sum(self._delta[t].get(w, 0.0) for w in sorted(present)) for t in self.questions}
-        top = max(raw.values())
-        log_z = top + math.log(sum(math.exp(v - top) for v in raw.values()))
-        return {t: v - log_z for t, v in raw.items()}
+        return dict(zip(raw, log_softmax(list(raw.values()))))
 
     def rerank(self, ids: Sequence[int], scores: Sequence[float], type_of: Callable[[int], str | None],
                text: str, spans: Iterable[Span]) -> tuple[list[int], list[float]]:
@@ -115,7 +115,7 @@ class AnswerTypePrior:
         return [int(ids[i]) for i in order], renormalised
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": "edmem-answer-types", "version": 1, "weight": self.weight,
+        return {"format": FORMAT, "version": 1, "weight": self.weight,
                 "questions": self.questions, "words": self.words}
 
     def save(self, directory: str | Path) -> Path:
@@ -125,17 +125,12 @@ class AnswerTypePrior:
 
 def load_answer_types(directory: str | Path) -> AnswerTypePrior | None:
     """The prior saved in ``directory``, or None when it has none."""
-    path = Path(directory) / ANSWER_TYPES
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != "edmem-answer-types":
-            raise ValueError("not an edmem-answer-types file")
-        return AnswerTypePrior(float(data["weight"]), {str(k): int(v) for k, v in data["questions"].items()},
-                               {str(t): {str(w): int(n) for w, n in ws.items()} for t, ws in data["words"].items()})
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DataError(f"unreadable answer-type prior ({exc})", path) from None
+    return read_tagged_json(Path(directory) / ANSWER_TYPES, FORMAT, "answer-type prior", _prior_from_json)
+
+
+def _prior_from_json(data: dict) -> AnswerTypePrior:
+    return AnswerTypePrior(float(data["weight"]), {str(k): int(v) for k, v in data["questions"].items()},
+                           {str(t): {str(w): int(n) for w, n in ws.items()} for t, ws in data["words"].items()})
 
 
 def fit_from_examples(examples: Iterable[Any], types: Mapping[int, str | None], weight: float,

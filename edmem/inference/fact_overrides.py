@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from edmem.errors import DataError
+from edmem.data.jsonio import read_tagged_json
 from edmem.runtime.atomic import atomic_write_text
 
-#: File name in a model directory.
+#: File name in a model directory, and its format tag.
 FACT_OVERRIDES = "fact_overrides.json"
 FORMAT = "edmem-fact-overrides"
 
@@ -180,22 +180,17 @@ class FactOverrides:
 
 def load_fact_overrides(directory: str | Path) -> FactOverrides | None:
     """The overrides saved in ``directory``, or None when it has none."""
-    path = Path(directory) / FACT_OVERRIDES
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"not an {FORMAT} file")
-        entries = []
-        for n, e in enumerate(data["entries"]):
-            if not isinstance(e["subject"], int) or not isinstance(e["object"], int) \
-                    or not isinstance(e["answer_type"], str) or not e["answer_type"]:
-                raise ValueError(f"entries[{n}]: subject/object must be integers and answer_type a string")
-            entries.append(FactOverride(e["subject"], e["answer_type"], e["object"], str(e.get("source", ""))))
-        return FactOverrides(entries)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"unreadable fact overrides ({exc})", path) from None
+    return read_tagged_json(Path(directory) / FACT_OVERRIDES, FORMAT, "fact overrides", _overrides_from_json)
+
+
+def _overrides_from_json(data: dict) -> FactOverrides:
+    entries = []
+    for n, e in enumerate(data["entries"]):
+        if not isinstance(e["subject"], int) or not isinstance(e["object"], int) \
+                or not isinstance(e["answer_type"], str) or not e["answer_type"]:
+            raise ValueError(f"entries[{n}]: subject/object must be integers and answer_type a string")
+        entries.append(FactOverride(e["subject"], e["answer_type"], e["object"], str(e.get("source", ""))))
+    return FactOverrides(entries)
 
 
 def override_predictions(overrides: FactOverrides, topk: dict[str, list[int]], scores: dict[str, list[float]],

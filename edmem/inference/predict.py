@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from edmem.data.entity_rows import EntityRows
+from edmem.inference.answer_types import AnswerTypePrior, rerank_predictions
+from edmem.inference.fact_overrides import FactOverrides, override_predictions
 from edmem.runtime import precision as amp
 from edmem.runtime.distributed import DistInfo, gather_objects
 from edmem.runtime.logging_setup import get_logger
@@ -32,6 +34,19 @@ class Predictions:
 
     topk: dict[str, list[int]]
     scores: dict[str, list[float]]
+
+
+def apply_rankers(predictions: Predictions, examples: Sequence[Any], type_of: Callable[[int], str | None] | None,
+                  prior: AnswerTypePrior | None = None, overrides: FactOverrides | None = None) -> int:
+    """What a model directory adds after the EL head, in place and in the product's order: the
+    answer-type prior reranks each question's top K, then the fact overrides apply
+    (``EntityLinker._answers`` does the same per question). Returns how many predictions an
+    override changed."""
+    if prior is not None:
+        rerank_predictions(prior, predictions.topk, predictions.scores, examples, type_of)
+    if not overrides:
+        return 0
+    return override_predictions(overrides, predictions.topk, predictions.scores, examples, type_of)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
