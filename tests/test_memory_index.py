@@ -4,6 +4,7 @@ on tiny tables (the 1M/5M measurements live in benchmarks/bench_memory.py)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -62,6 +63,44 @@ def test_lean_table_round_trip_and_mmap_load(tmp_path, dtype):
     else:
         rel = 2 ** -8 if dtype == "fp16" else 2 ** -7
         assert bool(((back - rows).abs() <= rows.abs() * rel + 1e-6).all())
+
+
+def _mapped_rss_kb(path) -> int:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps", encoding="utf-8"):
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps (Linux)")
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_loaded_table_streams_its_pages_unless_resident(tmp_path, dtype):
+    """A scan of a loaded table leaves its rows in the page cache, not in the process; the
+    scores are the same either way, and ``resident=True`` keeps the pages."""
+    weight = torch.randn(256, 8192)                     # 8 MB of fp32 rows, 2 MB of int8
+    path = tmp_path / "t.safetensors"
+    LeanTable.from_weight(weight, dtype).save(path)
+    q = torch.randn(5, 256)
+    streamed, resident = LeanTable.load(path), LeanTable.load(path, resident=True)
+    assert streamed.pages is not None and resident.pages is None
+    v_s, i_s = fused_topk(q, streamed, 10, block_rows=1024)
+    after_stream = _mapped_rss_kb(path)
+    v_r, i_r = fused_topk(q, resident, 10, block_rows=1024)
+    after_both = _mapped_rss_kb(path)
+    assert torch.equal(i_s, i_r) and torch.equal(v_s, v_r)
+    table_kb = resident.rows.numel() * resident.rows.element_size() // 1024
+    assert after_stream < table_kb // 8               # at most a few partial pages stay
+    assert after_both - after_stream > table_kb * 3 // 4
+    streamed.dense(0, 4096), streamed.dense(4096, 8192)   # building an index streams too
+    assert _mapped_rss_kb(path) - after_both < table_kb // 8
+    ids = torch.randint(0, 8192, (40, 30), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(streamed.gather(ids), resident.gather(ids))   # scattered rows, any order
+    assert _mapped_rss_kb(path) - after_both < table_kb // 8
 
 
 def test_lean_table_load_errors(tmp_path):
