@@ -38,6 +38,30 @@ def test_fused_topk_equals_full_topk_in_both_layouts():
     assert i.shape == (7, 4) and torch.equal(i, (q @ rows[:4].t()).topk(4, dim=1).indices)
 
 
+def test_fused_topk_shards_a_large_table_over_the_threads(monkeypatch):
+    """Above SHARD_MIN_ROWS rows per thread each thread scans its own rows; same top-k, masked
+    rows still excluded, and the caller's thread count untouched."""
+    from edmem.modeling import topk
+
+    monkeypatch.setattr(topk, "SHARD_MIN_ROWS", 500)
+    rows, q = torch.randn(3001, 16), torch.randn(9, 16)
+    mask = torch.zeros(3001, dtype=torch.long)
+    mask[(q @ rows.t()).argmax(dim=1)] = 1           # every query's best row is hidden
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        v, i = fused_topk(q, DenseRows(rows), 10, block_rows=256)
+        mv, mi = fused_topk(q, DenseRows(rows), 10, block_rows=256, entity_mask=mask)
+        assert torch.get_num_threads() == 3
+        assert topk._POOL is not None and topk._POOL[0] == 3   # the sharded path ran
+    finally:
+        torch.set_num_threads(before)
+    ref_v, ref_i = (q @ rows.t()).topk(10, dim=1)
+    assert torch.equal(i, ref_i) and torch.allclose(v, ref_v, atol=1e-5)
+    masked = (q @ rows.t()).masked_fill(mask.bool(), float("-inf")).topk(10, dim=1)
+    assert torch.equal(mi, masked.indices)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lean_table_round_trip_and_mmap_load(tmp_path, dtype):
     weight = torch.randn(16, 300)                       # (d, N) like the model's parameter

@@ -13,7 +13,11 @@ machine's GEMM rate (measured in docs/model.md, "Memory indexes"):
   into the running top-k. A full ``topk`` over every block cost as much as a third of the
   product;
 * compressed row sources (fp16 / bf16 / int8, ``edmem.index.table``) widen one block to float32
-  just before its product, so no float32 copy of the table ever exists.
+  just before its product, so no float32 copy of the table ever exists;
+* a large table (≥ ``SHARD_MIN_ROWS`` per thread) is split into one contiguous shard of rows per
+  intra-op thread, each scanned by a worker thread whose own products run on one thread, and the
+  shards' top-k are merged: two single-thread skinny products side by side ran ~10 % faster at 1M
+  rows than one product split over two threads (docs/model.md); below that size it did not help.
 
 Results equal ``(query @ rowsᵀ).topk(k)`` up to ties and float rounding of the scores (the
 block product sums in another order). On a non-CPU device every block takes a full ``topk``
@@ -26,6 +30,8 @@ wraps a float tensor in either layout (the model's (d, N) parameter or an (N, d)
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import torch
@@ -36,6 +42,9 @@ DEFAULT_BLOCK_ROWS = 16384
 #: Rows of the first block per wanted result (k): 8k rows give thresholds that let ~B / 8 rows
 #: per query through in the second block, and far fewer after it.
 FIRST_BLOCK_PER_K = 8
+#: Rows per intra-op thread from which a CPU scan is split into per-thread shards (measured: a
+#: gain at 1M rows with 2 threads, none at 100k).
+SHARD_MIN_ROWS = 262144
 
 
 class RowScorer(Protocol):
@@ -85,16 +94,31 @@ def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = 
     block_rows = max(block_rows, k)
     query_t = query.t().contiguous()
     masked = None if entity_mask is None else entity_mask.to(device=query.device).bool()
-    threshold = query.device.type == "cpu"
+    on_cpu = query.device.type == "cpu"
+    shards = torch.get_num_threads() if on_cpu else 1
+    if shards < 2 or n < shards * SHARD_MIN_ROWS:
+        return _scan(query_t, table, k, 0, n, block_rows, masked, threshold=on_cpu)
+    cuts = [n * i // shards for i in range(shards + 1)]
+    jobs = [_single_thread_pool(shards).submit(_scan, query_t, table, k, cuts[i], cuts[i + 1], block_rows, masked,
+                                               True) for i in range(shards)]
+    parts = [job.result() for job in jobs]
+    merged, order = torch.cat([v for v, _ in parts], dim=1).topk(k, dim=1)
+    return merged, torch.cat([i for _, i in parts], dim=1).gather(1, order)
+
+
+def _scan(query_t: torch.Tensor, table: RowScorer, k: int, low: int, high: int, block_rows: int,
+          masked: torch.Tensor | None, threshold: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k over rows ``low:high`` (ids are table rows), block after block."""
+    k = min(k, high - low)
     # A short first block fills the running top-k cheaply (a full topk over a big block cost as
     # much as the product); its k-th best scores are the first thresholds.
     # Blocks then double up to ``block_rows``: a block as long as all rows seen before it lets
     # ~k rows per query through, whatever ``block_rows`` is.
     size = max(k, FIRST_BLOCK_PER_K * k) if threshold else block_rows
     best: tuple[torch.Tensor, torch.Tensor] | None = None
-    start = 0
-    while start < n:
-        stop = min(n, start + size)
+    start = low
+    while start < high:
+        stop = min(high, start + size)
         size = min(block_rows, 2 * size)
         scores = table.block_scores(query_t, start, stop)           # (B, M)
         if masked is not None:
@@ -103,6 +127,23 @@ def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = 
         start = stop
     assert best is not None
     return best
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _single_thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of ``workers`` threads whose torch ops run on one intra-op thread each (the
+    setting is per thread: the caller's own thread count is untouched)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != workers:
+            if _POOL is not None:
+                _POOL[1].shutdown(wait=False)
+            _POOL = (workers, ThreadPoolExecutor(workers, thread_name_prefix="edmem-topk",
+                                                 initializer=torch.set_num_threads, initargs=(1,)))
+        return _POOL[1]
 
 
 def _merge_block(best: tuple[torch.Tensor, torch.Tensor] | None, scores: torch.Tensor, start: int,
