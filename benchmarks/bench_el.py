@@ -20,7 +20,8 @@ length. The last line printed is one JSON object.
 mentions each, ~25 tokens; ``benchmarks/bench_memory.py``'s batch) through the same model:
 ``train_s_per_step`` (forward + backward + AdamW step) and ``infer_questions_per_s`` (eval
 forward only, no tokenisation), optionally with ``--memory_index`` / ``--memory_index_dtype``
-attached for the inference part (the float table is then dropped after training is timed).
+attached for the inference part (the float table is then dropped after training is timed), and
+``--gradient_checkpointing`` / ``--mmap_threshold`` for the training part's memory.
 ``infer_qps_at_gemm_0.10`` rescales the rate to a machine whose 2048³ GEMM takes 0.10 s.
 ``infer_gflop_per_batch`` counts the matrix products of one eval forward (``FlopCounterMode``:
 transformer linears and attention, the memory reads' score products); ``infer_qps_gemm_bound``
@@ -161,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory_index_dtype", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
     parser.add_argument("--nprobe", type=int, default=32)
     parser.add_argument("--infer_batches", type=int, default=20)
+    parser.add_argument("--gradient_checkpointing", action="store_true",
+                        help="--same-tensors: train with the layers recomputed in backward")
     args = parser.parse_args(argv)
-    if args.same_tensors:
-        return same_tensors(args)
-
     if args.mmap_threshold:
         from edmem.runtime.malloc import fix_mmap_threshold
         fix_mmap_threshold(args.mmap_threshold)
+    if args.same_tensors:
+        return same_tensors(args)
+
     torch, model, train, evalset, collate, source = build(args.threads)
     gemm = gemm_seconds(torch)
     from edmem.training.optim import build_optimizer
@@ -247,6 +250,8 @@ def same_tensors(args: argparse.Namespace) -> int:
                          generate_target="entity_linking", inference_nearest_k_entity=100,
                          lower_decoder_attn="upper_encoder")
     model = EDMemModel(config)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     batch = el_batch(BATCH, 20, MEMORY_ROWS)
     gemm = gemm_seconds(torch)
     optimizer = build_optimizer(model, 1e-5, 0.01, 1e-8)
@@ -280,6 +285,7 @@ def same_tensors(args: argparse.Namespace) -> int:
             print(prof.key_averages(group_by_input_shape=True).table(
                 sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=60))
     result = {"config": "small-same-tensors", "threads": args.threads,
+              "gradient_checkpointing": args.gradient_checkpointing, "mmap_threshold": args.mmap_threshold,
               "memory_index": args.memory_index, "memory_index_dtype": args.memory_index_dtype,
               "train_s_per_step": round(statistics.median(step_times), 4),
               "infer_questions_per_s": round(qps, 1), "peak_rss_mb_after_train": round(train_rss, 1),

@@ -326,3 +326,37 @@ def test_memory_cue_on_a_nil_mention_is_an_error(model):
     model.train()
     with pytest.raises(ValueError, match="NIL"):
         model(**batch, input_entity_cue=cue)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients_with_dropout():
+    """Recomputed layers replay the same dropout masks: loss and every gradient are equal; the
+    layers' activations are not kept (the checkpoint function runs once per layer and forward)."""
+    torch.manual_seed(0)
+    model = EDMemModel(tiny_config(dropout=0.2, attention_dropout=0.1, activation_dropout=0.1)).train()
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        loss = model(**el_batch()).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_loss, plain = loss_and_grads()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    calls = []
+    stacks = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
+    assert len(stacks) == 4                       # lower / upper encoder, lower / upper decoder
+    for stack in stacks:
+        inner = stack._gradient_checkpointing_func
+        stack._gradient_checkpointing_func = lambda fn, *a, _inner=inner, **kw: calls.append(1) or _inner(fn, *a, **kw)
+    ckpt_loss, ckpt = loss_and_grads()
+    assert len(calls) == 8                        # every layer of the 2+2 / 2+2 stacks, once
+    assert torch.equal(plain_loss, ckpt_loss)
+    assert plain.keys() == ckpt.keys()
+    for name in plain:
+        assert torch.equal(plain[name], ckpt[name]), name
+    model.eval()
+    with torch.no_grad():                         # inference never checkpoints
+        model(**{k: el_batch()[k] for k in ("input_ids", "attention_mask", "decoder_input_ids",
+                                              "decoder_attention_mask")})
+    assert len(calls) == 8

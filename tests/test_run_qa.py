@@ -284,3 +284,16 @@ def test_predict_through_a_memory_index_and_a_stale_one_is_an_error(trained, tin
     assert predict_cli(flags) == 1
     line = _error_line(capsys)
     assert "stale memory index" in line and "sha256:0123" in line
+
+
+def test_gradient_checkpointing_trains_the_same_weights(trained, tiny, tmp_path):
+    """--gradient_checkpointing recomputes the layers in backward: the trained checkpoint is
+    the one the run without it wrote, bit for bit."""
+    from edmem.modeling.checkpoints import read_state_dict
+
+    out = tmp_path / "ckpt"
+    assert run_qa(el_tiny.flags(tiny, out, "--do_train", "--gradient_checkpointing", *LEARN)) == 0
+    assert "Gradient checkpointing" in (out / "log.txt").read_text()
+    plain, recomputed = read_state_dict(trained), read_state_dict(out)
+    assert plain.keys() == recomputed.keys()
+    assert all(plain[k].equal(recomputed[k]) for k in plain)

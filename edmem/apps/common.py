@@ -181,8 +181,13 @@ def load_weights(model: Any, directory: str | Path, what: str, model_name: str |
     logger.info("Loaded checkpoint from %s", directory)
 
 
-def wrap_ddp(model: Any, dist: DistInfo) -> Any:
-    """The model as the training loop drives it: DDP-wrapped under several processes."""
+def wrap_ddp(model: Any, dist: DistInfo, gradient_checkpointing: bool = False) -> Any:
+    """The model as the training loop drives it: with ``--gradient_checkpointing`` its layers
+    recompute their activations in backward (non-reentrant checkpoints: same gradients, dropout
+    included; docs/training.md); DDP-wrapped under several processes."""
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        logger.info("Gradient checkpointing: each transformer layer is recomputed in backward")
     if not dist.distributed:
         return model
     return torch.nn.parallel.DistributedDataParallel(

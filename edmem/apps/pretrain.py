@@ -232,7 +232,7 @@ def _pretrain(args: argparse.Namespace, dist: DistInfo) -> PretrainResult:
     begin_training(out, args, dist)
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         outcome = train(TrainJob(
-            model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, train_data=train_data,
+            model=wrap_ddp(model, dist, args.gradient_checkpointing), optimizer=optimizer, scheduler=scheduler, train_data=train_data,
             collate=collate, evaluate=evaluate, save_best=save_best, save_state=save_state, counts=counts,
             dist=dist, train_batch_size=args.train_batch_size,
             gradient_accumulation_steps=args.gradient_accumulation_steps, max_grad_norm=args.max_grad_norm,

@@ -319,7 +319,7 @@ def _train(args, dist, out, model, rows, names, splits, tokenizer, options, coll
     begin_training(out, args, dist)
     with open_tensorboard(out, dist, args.tensorboard, state.global_step) as writer:
         result = train(TrainJob(
-            model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler,
+            model=wrap_ddp(model, dist, args.gradient_checkpointing), optimizer=optimizer, scheduler=scheduler,
             train_data=train_data, collate=collate, evaluate=evaluate, save_best=save_best,
             save_state=save_state, counts=counts, dist=dist, train_batch_size=args.train_batch_size,
             gradient_accumulation_steps=args.gradient_accumulation_steps,

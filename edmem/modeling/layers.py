@@ -227,7 +227,23 @@ class DecoderLayer(_PostLNLayer):
 
 
 # ------------------------------------------------------------------------------------ stacks
-class _LowerStack(nn.Module):
+class _LayerStack(nn.Module):
+    """Runs its ``layers`` in turn. With gradient checkpointing on (``EDMemModel.
+    gradient_checkpointing_enable()``, the ``--gradient_checkpointing`` flag) a training forward
+    keeps only each layer's input and recomputes the layer during backward: the activations of
+    one layer instead of all of them, for one more forward of the layers (docs/training.md)."""
+
+    gradient_checkpointing = False   # set per instance by PreTrainedModel.gradient_checkpointing_enable
+
+    def run_layers(self, hidden: torch.Tensor, *args: torch.Tensor | None) -> torch.Tensor:
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for layer in self.layers:
+            hidden = (self._gradient_checkpointing_func(layer.__call__, hidden, *args) if recompute
+                      else layer(hidden, *args))
+        return hidden
+
+
+class _LowerStack(_LayerStack):
     """Token + position embeddings, ``layernorm_embedding``, dropout, the first BART layers."""
 
     def __init__(self, config: EDMemConfig, embed_tokens: nn.Embedding, layer_cls: type[nn.Module]):
@@ -256,12 +272,10 @@ class LowerEncoder(_LowerStack):
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None,
                 tokens: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.embed(input_ids, encoder_positions(input_ids), tokens)
-        for layer in self.layers:
-            hidden = layer(hidden, mask)
-        return hidden
+        return self.run_layers(hidden, mask)
 
 
-class UpperEncoder(nn.Module):
+class UpperEncoder(_LayerStack):
     """BART encoder layers ``[-num_upper_layers:]``; the caller applies the input dropout (docs/quirks.md Q23)."""
 
     def __init__(self, config: EDMemConfig):
@@ -269,9 +283,7 @@ class UpperEncoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_upper_layers))
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layers:
-            hidden = layer(hidden, mask)
-        return hidden
+        return self.run_layers(hidden, mask)
 
 
 class LowerDecoder(_LowerStack):
@@ -284,12 +296,10 @@ class LowerDecoder(_LowerStack):
                 self_mask: torch.Tensor | None, encoder_hidden: torch.Tensor,
                 encoder_mask: torch.Tensor | None, tokens: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.embed(input_ids, decoder_positions(input_ids, attention_mask), tokens)
-        for layer in self.layers:
-            hidden = layer(hidden, self_mask, encoder_hidden, encoder_mask)
-        return hidden
+        return self.run_layers(hidden, self_mask, encoder_hidden, encoder_mask)
 
 
-class UpperDecoder(nn.Module):
+class UpperDecoder(_LayerStack):
     """BART decoder layers ``[-num_upper_layers:]`` (cross-attending to the upper-encoder output)."""
 
     def __init__(self, config: EDMemConfig):
@@ -298,6 +308,4 @@ class UpperDecoder(nn.Module):
 
     def forward(self, hidden: torch.Tensor, self_mask: torch.Tensor | None,
                 encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layers:
-            hidden = layer(hidden, self_mask, encoder_hidden, encoder_mask)
-        return hidden
+        return self.run_layers(hidden, self_mask, encoder_hidden, encoder_mask)

@@ -73,6 +73,7 @@ class EDMemPreTrainedModel(PreTrainedModel):
     config_class = EDMemConfig
     base_model_prefix = "edmem"
     main_input_name = "input_ids"
+    supports_gradient_checkpointing = True   # the four layer stacks (edmem.modeling.layers._LayerStack)
     # Aliases are dropped by save_pretrained (safetensors) and re-tied on load.
     _tied_weights_keys = list(TOKEN_EMBEDDING_ALIASES + ENTITY_TABLE_ALIASES)
 

@@ -52,7 +52,8 @@ SHARED: dict[str, dict] = {
     "wait_step": {"default": 0, "help": "stop after this many evaluations without a strict "
                                         "improvement of the selection metric (0 = never stop early)"},
     "seed": {}, "local_rank": {}, "log_level": {}, "log_level_replica": {},
-    "resume": {}, "resume_force": {}, "save_training_state": {}, "tensorboard": {}, "num_threads": {},
+    "resume": {}, "resume_force": {}, "save_training_state": {}, "tensorboard": {},
+    "gradient_checkpointing": {}, "num_threads": {},
     "device": {}, "fp16": {}, "bf16": {}, "dist_timeout": {},
 }
 

@@ -27,7 +27,7 @@ NEUTRAL_FLAGS = frozenset({
     "output_dir", "overwrite_output", "resume", "resume_force", "do_predict", "predict_on_dev",
     "prefix", "save_scores", "tensorboard", "num_threads", "dist_timeout", "local_rank",
     "log_level", "log_level_replica", "save_training_state", "predict_batch_size", "n_gpu",
-    "device", "cache_dir", "do_train", "output_scores",
+    "device", "cache_dir", "do_train", "output_scores", "gradient_checkpointing",
 })
 
 
