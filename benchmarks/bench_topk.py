@@ -3,8 +3,10 @@
 One process, alternating configurations, each timed batch preceded by its own 2048³ GEMM
 yardstick (the machine's load moves): ``plain`` (``q @ E`` + ``topk`` per 65,536 rows), ``fused<B>``
 (``edmem.modeling.topk.fused_topk`` with B-row blocks over the model's (d, N) layout), ``int8``
-(the kernel over the int8 lean table) and ``gemm_only`` (the block products alone, no top-k: the
-kernel's ceiling). Reads of one EL batch of 32 questions: 64 + 96 + 32 queries, k = 100. Prints
+(the kernel over the int8 lean table), ``*_unsharded`` / ``*_always_sharded`` (the same with the
+per-thread sharding of scans of ≥ ``SHARD_MIN_ROWS`` rows per thread switched off / forced at any
+size; ``--rows 100000`` shows why small tables are not split) and ``gemm_only`` (the block products
+alone, no top-k: the kernel's ceiling). Reads of one EL batch of 32 questions: 64 + 96 + 32 queries, k = 100. Prints
 one JSON line: per configuration [median, min, max] of the fraction of the GEMM bound.
 Needs the synthetic tables of ``benchmarks/bench_memory.py`` (run it once at 1M first)::
 
@@ -26,7 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_memory import bound_seconds, gemm_seconds, plain_topk, queries, table_file  # noqa: E402
 
 from edmem.index import LeanTable  # noqa: E402
+from edmem.modeling import topk as topk_module  # noqa: E402
 from edmem.modeling.topk import DEFAULT_BLOCK_ROWS, DenseRows, fused_topk  # noqa: E402
+
+
+def with_shard_min(read, rows: int):
+    """``read`` with the kernel's ``SHARD_MIN_ROWS`` set to ``rows`` (0: always sharded, huge: never)."""
+    def run(q):
+        saved, topk_module.SHARD_MIN_ROWS = topk_module.SHARD_MIN_ROWS, rows
+        try:
+            return read(q)
+        finally:
+            topk_module.SHARD_MIN_ROWS = saved
+    return run
 
 
 def main() -> None:
@@ -58,6 +72,9 @@ def main() -> None:
         f"int8_{b}": lambda q: fused_topk(q, int8, 100, b),
         f"gemm_only{b}": lambda q: [weight[:, s:s + b].t() @ q.t() for s in range(0, n, b)],
     }
+    configs[f"fused{b}_unsharded"] = with_shard_min(configs[f"fused{b}"], 1 << 62)
+    configs[f"fused{b}_always_sharded"] = with_shard_min(configs[f"fused{b}"], 0)
+    configs[f"int8_{b}_unsharded"] = with_shard_min(configs[f"int8_{b}"], 1 << 62)
     for read in configs.values():
         batch(read)
     fractions: dict[str, list[float]] = {name: [] for name in configs}
