@@ -62,6 +62,31 @@ def test_fused_topk_shards_a_large_table_over_the_threads(monkeypatch):
     assert torch.equal(mi, masked.indices)
 
 
+def test_sharded_fused_topk_keeps_the_callers_grad_and_inference_modes(monkeypatch):
+    """Workers replay the caller's modes: a parameter table read under no_grad builds no graph,
+    under inference_mode it works, and with grad on the scores still reach the table."""
+    from edmem.modeling import topk
+
+    monkeypatch.setattr(topk, "SHARD_MIN_ROWS", 100)
+    table = torch.nn.Parameter(torch.randn(16, 900))          # (d, N), the model's layout
+    q = torch.randn(4, 16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            v, _ = fused_topk(q, DenseRows(table, columns=True), 5)
+        assert v.grad_fn is None and not v.requires_grad
+        with torch.inference_mode():
+            v_inf, i_inf = fused_topk(q, DenseRows(table, columns=True), 5)
+        assert torch.equal(v_inf, v)
+        v_grad, _ = fused_topk(q, DenseRows(table, columns=True), 5)
+        v_grad.sum().backward()
+        assert table.grad is not None and table.grad.abs().sum() > 0
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(i_inf, (q @ table.detach()).topk(5, dim=1).indices)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lean_table_round_trip_and_mmap_load(tmp_path, dtype):
     weight = torch.randn(16, 300)                       # (d, N) like the model's parameter

@@ -16,8 +16,9 @@ machine's GEMM rate (measured in docs/model.md, "Memory indexes"):
   just before its product, so no float32 copy of the table ever exists;
 * a large table (≥ ``SHARD_MIN_ROWS`` per thread) is split into one contiguous shard of rows per
   intra-op thread, each scanned by a worker thread whose own products run on one thread in blocks
-  of ``block_rows / threads`` rows, and the shards' top-k are merged: two single-thread skinny products side by side ran ~10 % faster at 1M
-  rows than one product split over two threads (docs/model.md); below that size it did not help.
+  of ``block_rows / threads`` rows (the caller's grad, inference and autocast modes replayed),
+  and the shards' top-k are merged: at 1M rows on 2 threads 0.525 of the GEMM bound against
+  0.446 for one scan with two-thread products (docs/model.md); at 100k rows no gain.
 
 Results equal ``(query @ rowsᵀ).topk(k)`` up to ties and float rounding of the scores (the
 block product sums in another order). On a non-CPU device every block takes a full ``topk``
@@ -32,7 +33,8 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, TypeVar
 
 import torch
 
@@ -45,6 +47,8 @@ FIRST_BLOCK_PER_K = 8
 #: Rows per intra-op thread from which a CPU scan is split into per-thread shards (measured: a
 #: gain at 1M rows with 2 threads, none at 100k).
 SHARD_MIN_ROWS = 262144
+
+T = TypeVar("T")
 
 
 class RowScorer(Protocol):
@@ -102,8 +106,9 @@ def fused_topk(query: torch.Tensor, table: RowScorer, k: int, block_rows: int = 
     # the shards share the block budget: as many rows in flight as one unsharded scan (peak
     # RSS of the int8 1M EL forward 598 MB with full blocks per shard, 565 MB with half)
     shard_block = max(k, block_rows // shards)
-    jobs = [_single_thread_pool(shards).submit(_scan, query_t, table, k, cuts[i], cuts[i + 1], shard_block,
-                                               masked, True) for i in range(shards)]
+    modes = _CallerModes.here()
+    jobs = [_single_thread_pool(shards).submit(modes.run, _scan, query_t, table, k, cuts[i], cuts[i + 1],
+                                               shard_block, masked, True) for i in range(shards)]
     parts = [job.result() for job in jobs]
     merged, order = torch.cat([v for v, _ in parts], dim=1).topk(k, dim=1)
     return merged, torch.cat([i for _, i in parts], dim=1).gather(1, order)
@@ -130,6 +135,29 @@ def _scan(query_t: torch.Tensor, table: RowScorer, k: int, low: int, high: int, 
         start = stop
     assert best is not None
     return best
+
+
+@dataclass(frozen=True)
+class _CallerModes:
+    """The thread-local modes of the calling thread, replayed in a worker: without them a worker
+    would build an autograd graph under the caller's ``no_grad`` (the model's table is a
+    parameter), fail on its ``inference_mode`` tensors, or multiply in float32 under its
+    autocast."""
+
+    grad: bool
+    inference: bool
+    autocast: bool
+    autocast_dtype: torch.dtype
+
+    @classmethod
+    def here(cls) -> "_CallerModes":
+        return cls(torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+                   torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad), \
+                torch.autocast("cpu", dtype=self.autocast_dtype, enabled=self.autocast):
+            return fn(*args)
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
