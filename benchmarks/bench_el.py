@@ -20,7 +20,8 @@ length. The last line printed is one JSON object.
 mentions each, ~25 tokens; ``benchmarks/bench_memory.py``'s batch) through the same model:
 ``train_s_per_step`` (forward + backward + AdamW step) and ``infer_questions_per_s`` (eval
 forward only, no tokenisation), optionally with ``--memory_index`` / ``--memory_index_dtype``
-attached for the inference part (the float table is then dropped after training is timed), and
+attached for the inference part (the float table is then dropped after training is timed; the
+reads' top-1 agreement with the exact read is printed), and
 ``--gradient_checkpointing`` / ``--mmap_threshold`` for the training part's memory.
 ``infer_qps_at_gemm_0.10`` rescales the rate to a machine whose 2048³ GEMM takes 0.10 s.
 ``infer_gflop_per_batch`` counts the matrix products of one eval forward (``FlopCounterMode``:
@@ -260,13 +261,19 @@ def same_tensors(args: argparse.Namespace) -> int:
     train_rss = peak_rss_mb()
     del optimizer
     model.eval()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")}
+    agreement = None
     if (args.memory_index, args.memory_index_dtype) != ("exact", "fp32"):
         from edmem.index import attach_memory_index, load_memory_index
+        with torch.no_grad():
+            exact_top = model(**inputs).topk_entity
         work = Path(tempfile.mkdtemp(prefix="bench_el_index_"))
         index = load_memory_index(work, model.EntityEmbedding.weight, args.memory_index,
                                   args.memory_index_dtype, nprobe=args.nprobe)
         attach_memory_index(model, index, drop_table=True)
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")}
+        with torch.no_grad():   # top-1 of each read (encoder, decoder, EL head) against the exact read
+            agreement = [round(float((a[:, 0] == b[:, 0]).float().mean()), 3)
+                         for a, b in zip(model(**inputs).topk_entity, exact_top)]
     with torch.no_grad():
         model(**inputs)
         start = time.perf_counter()
@@ -287,6 +294,7 @@ def same_tensors(args: argparse.Namespace) -> int:
     result = {"config": "small-same-tensors", "threads": args.threads,
               "gradient_checkpointing": args.gradient_checkpointing, "mmap_threshold": args.mmap_threshold,
               "memory_index": args.memory_index, "memory_index_dtype": args.memory_index_dtype,
+              "top1_agreement_with_exact_enc_dec_head": agreement,
               "train_s_per_step": round(statistics.median(step_times), 4),
               "infer_questions_per_s": round(qps, 1), "peak_rss_mb_after_train": round(train_rss, 1),
               "peak_rss_mb": round(peak_rss_mb(), 1), "gemm2048_s": round(gemm, 4),
