@@ -17,8 +17,8 @@ machine's GEMM rate (measured in docs/model.md, "Memory indexes"):
 * a large table (≥ ``SHARD_MIN_ROWS`` per thread) is split into one contiguous shard of rows per
   intra-op thread, each scanned by a worker thread whose own products run on one thread in blocks
   of ``block_rows / threads`` rows (the caller's grad, inference and autocast modes replayed),
-  and the shards' top-k are merged: at 1M rows on 2 threads 0.525 of the GEMM bound against
-  0.446 for one scan with two-thread products (docs/model.md); at 100k rows no gain.
+  and the shards' top-k are merged: at 1M rows on 2 threads 0.46–0.53 of the GEMM bound against
+  0.44–0.47 for one scan with two-thread products (four runs, docs/model.md); at 100k no gain.
 
 Results equal ``(query @ rowsᵀ).topk(k)`` up to ties and float rounding of the scores (the
 block product sums in another order). On a non-CPU device every block takes a full ``topk``
