@@ -268,3 +268,21 @@ def test_device_names(model_dir):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             EntityLinker.from_pretrained(model_dir, device="cuda")
+
+
+def test_a_sharded_memory_read_answers_under_inference_mode(linker, monkeypatch):
+    """The linker predicts under ``torch.inference_mode``; a memory large enough to be scanned in
+    per-thread shards (forced here) must give the same answers as one scan."""
+    from edmem.modeling import topk
+
+    questions = [q for q, *_ in tiny_questions()][:6]
+    one_scan = [r.top_k for r in linker.batch(questions)]
+    monkeypatch.setattr(topk, "SHARD_MIN_ROWS", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sharded = [r.top_k for r in linker.batch(questions)]
+    finally:
+        torch.set_num_threads(before)
+    assert topk._POOL is not None and topk._POOL[0] == 2
+    assert [[e.id for e in r] for r in sharded] == [[e.id for e in r] for r in one_scan]
