@@ -111,10 +111,9 @@ class LeanTable:
     def gather(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` (any shape) dequantised to float32, shape ``ids.shape + (d,)``."""
         flat = ids.reshape(-1)
-        rows = (self.rows.index_select(0, flat) if self.pages is None else self._streamed_rows(flat)).float()
-        if self.scale is not None:
-            rows.mul_(self.scale.index_select(0, flat)[:, None])
-        return rows.view(*ids.shape, self.dim)
+        rows = self.rows.index_select(0, flat) if self.pages is None else self._streamed_rows(flat)
+        scale = None if self.scale is None else self.scale.index_select(0, flat)
+        return _dequantised(rows, scale).view(*ids.shape, self.dim)
 
     def _streamed_rows(self, flat: torch.Tensor) -> torch.Tensor:
         """``rows[flat]`` read in ascending row order, GATHER_CHUNK rows at a time, each chunk's
@@ -133,9 +132,10 @@ class LeanTable:
     def dense(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """float32 rows ``start:stop`` as a numpy array (for building FAISS indexes block-wise)."""
         stop = self.num_rows if stop is None else stop
-        out = self.gather(torch.arange(start, stop)).numpy()
+        # a contiguous range: one slice (copied, so the pages can go), not the scattered gather
+        rows = self.rows[start:stop].clone()
         self._release(start, stop)
-        return out
+        return _dequantised(rows, None if self.scale is None else self.scale[start:stop]).numpy()
 
     def _release(self, start: int, stop: int) -> None:
         """Hand rows ``start:stop`` back to the page cache if this table streams (module docstring)."""
@@ -187,6 +187,14 @@ class LeanTable:
         if not resident and rows.numel():
             table.pages = MappedPages.of(rows)
         return table
+
+
+def _dequantised(rows: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Stored rows as float32 (int8 rows times their per-row ``scale``)."""
+    out = rows.float()
+    if scale is not None:
+        out.mul_(scale[:, None])
+    return out
 
 
 class MappedPages:
