@@ -252,7 +252,7 @@ def same_tensors(args: argparse.Namespace) -> int:
                          lower_decoder_attn="upper_encoder")
     model = EDMemModel(config)
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable()
     batch = el_batch(BATCH, 20, MEMORY_ROWS)
     gemm = gemm_seconds(torch)
     optimizer = build_optimizer(model, 1e-5, 0.01, 1e-8)

@@ -342,10 +342,11 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients_with_dropout()
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     plain_loss, plain = loss_and_grads()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.gradient_checkpointing_enable()
     calls = []
     stacks = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
     assert len(stacks) == 4                       # lower / upper encoder, lower / upper decoder
+    assert all(s._gradient_checkpointing_func.keywords == {"use_reentrant": False} for s in stacks)
     for stack in stacks:
         inner = stack._gradient_checkpointing_func
         stack._gradient_checkpointing_func = lambda fn, *a, _inner=inner, **kw: calls.append(1) or _inner(fn, *a, **kw)

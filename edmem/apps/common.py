@@ -186,7 +186,7 @@ def wrap_ddp(model: Any, dist: DistInfo, gradient_checkpointing: bool = False) -
     recompute their activations in backward (non-reentrant checkpoints: same gradients, dropout
     included; docs/training.md); DDP-wrapped under several processes."""
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable()
         logger.info("Gradient checkpointing: each transformer layer is recomputed in backward")
     if not dist.distributed:
         return model

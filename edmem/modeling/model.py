@@ -77,6 +77,12 @@ class EDMemPreTrainedModel(PreTrainedModel):
     # Aliases are dropped by save_pretrained (safetensors) and re-tied on load.
     _tied_weights_keys = list(TOKEN_EMBEDDING_ALIASES + ENTITY_TABLE_ALIASES)
 
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Hugging Face's switch (the four layer stacks recompute their layers in backward), with
+        non-reentrant checkpoints by default: they replay dropout's RNG and need no input that
+        requires grad, so gradients equal a run without checkpointing (docs/training.md)."""
+        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs or {"use_reentrant": False})
+
     def _init_weights(self, module: nn.Module) -> None:
         """BART init (N(0, init_std), zero bias, LN = 1/0); entity table N(0, init_std).
 
